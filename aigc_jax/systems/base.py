@@ -1,0 +1,49 @@
+"""The contract every system meets, so one loop and one CLI serve them all."""
+
+import pathlib
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import grain
+import jax
+import ml_collections
+import optax
+
+from aigc_jax.train.state import TrainState
+
+Batch = dict[str, Any]
+Metrics = dict[str, jax.Array]
+
+
+class System(Protocol):
+    """One trainable system, built from its config by its module's `build(config, workdir)`.
+
+    Steps are pure functions of (state, batch); the loop jits them with explicit shardings. Randomness
+    comes from `state.rng` folded with the step number, never from global state.
+    """
+
+    config: ml_collections.ConfigDict
+    tx: optax.GradientTransformation
+    schedule: optax.Schedule
+
+    def init_variables(self, rng: jax.Array) -> dict[str, Any]:
+        """Linen variables (params boxed with logical axis names, plus any model state)."""
+
+    def train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]: ...
+
+    def eval_step(self, state: TrainState, batch: Batch) -> Metrics:
+        """Per-batch sums; the entry `weight` is their common denominator (e.g. the token count)."""
+
+    def summarize_eval(self, totals: dict[str, float]) -> dict[str, float]:
+        """Turns summed eval outputs into reported metrics (e.g. loss, perplexity)."""
+
+    def train_dataset(self) -> grain.IterDataset: ...
+
+    def eval_batches(self, max_batches: int | None = None) -> Iterator[Batch]: ...
+
+    def count_items(self, batch: Batch) -> int:
+        """What throughput counts for this system: tokens, examples, pixels."""
+
+    def sample(self, state: TrainState, rng: jax.Array, **options: Any) -> Any: ...
+
+    def write_samples(self, outputs: Any, directory: pathlib.Path, name: str) -> list[pathlib.Path]: ...

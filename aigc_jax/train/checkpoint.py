@@ -1,0 +1,69 @@
+"""Checkpoints: the only module that imports Orbax.
+
+A checkpoint holds two items: the train state and, when training, the Grain iterator state, so a resumed
+run continues on the exact next batch. Restoring takes an abstract target whose leaves carry shardings,
+so a checkpoint written on one mesh restores onto another.
+"""
+
+import pathlib
+from typing import Any
+
+import grain
+import orbax.checkpoint as ocp
+
+from aigc_jax.errors import UserError
+
+
+class Checkpointer:
+    """Async Orbax checkpoints of `state` (+ data iterator) under `workdir/checkpoints`."""
+
+    def __init__(self, workdir: str | pathlib.Path, keep: int = 3, read_only: bool = False):
+        self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
+        if read_only and not self.directory.is_dir():
+            raise UserError(f"{workdir} holds no checkpoints; train first: aigc-jax train NAME --workdir {workdir}")
+        options = ocp.CheckpointManagerOptions(
+            create=not read_only,
+            read_only=read_only,
+            preservation_policy=ocp.checkpoint_managers.LatestN(keep),
+            enable_async_checkpointing=True,
+        )
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save(self, step: int, state: Any, data_iterator: grain.DatasetIterator | None = None) -> None:
+        items = {"state": ocp.args.StandardSave(state)}
+        if data_iterator is not None:
+            items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+        self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+
+    def restore(
+        self, abstract_state: Any, data_iterator: grain.DatasetIterator | None = None, step: int | None = None
+    ) -> Any:
+        """Restores `step` (default: the latest) into the shardings of `abstract_state`.
+
+        `data_iterator`, when given, is moved to the saved position in place.
+        """
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise UserError(f"no checkpoint found in {self.directory}; train first")
+        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        if data_iterator is not None:
+            items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        except Exception as error:  # Orbax raises many types for a damaged or mismatched checkpoint.
+            raise UserError(
+                f"cannot restore the checkpoint {self.directory / str(step)} ({type(error).__name__}: "
+                f"{str(error).splitlines()[0][:300]}). If it is damaged, move that step folder away to resume "
+                "from the previous one; if the config changed shape, train in a new --workdir"
+            ) from error
+        return restored["state"]
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()

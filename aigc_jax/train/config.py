@@ -1,0 +1,104 @@
+"""Configs: `ml_collections` ConfigDicts, presets and `--config.a.b=value` overrides.
+
+Every system defines `get_config(preset)`; this module applies command-line overrides to it with type
+checking, so a misspelt key or a value of the wrong type ends in one clear `UserError` instead of a run
+that silently ignores it.
+"""
+
+import ast
+import difflib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import ml_collections
+
+from aigc_jax.errors import UserError
+
+
+def parse_overrides(args: Sequence[str]) -> dict[str, str]:
+    """`["--config.optim.lr=3e-4", "--config.train.steps", "10"]` → `{"optim.lr": "3e-4", ...}`."""
+    overrides: dict[str, str] = {}
+    it = iter(args)
+    for arg in it:
+        if not arg.startswith("--config."):
+            raise UserError(f"unexpected argument {arg!r}; config overrides look like --config.train.steps=100")
+        key, sep, value = arg[len("--config.") :].partition("=")
+        if not sep:
+            value = next(it, None)
+            if value is None:
+                raise UserError(f"--config.{key} needs a value, e.g. --config.{key}=VALUE")
+        overrides[key] = value
+    return overrides
+
+
+def _all_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    keys = []
+    for name, value in config.items():
+        keys.append(prefix + name)
+        if isinstance(value, ml_collections.ConfigDict):
+            keys.extend(_all_keys(value, prefix + name + "."))
+    return keys
+
+
+def _convert(key: str, text: str, current: Any) -> Any:
+    """Parses `text` into the type of the value it replaces."""
+    if isinstance(current, bool):
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise UserError(f"--config.{key} takes true or false, not {text!r}")
+    if isinstance(current, str):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        if current is None:
+            return text
+        raise UserError(
+            f"--config.{key}={text!r} is not a valid {type(current).__name__} (current value {current!r})"
+        ) from None
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(current, tuple) and isinstance(value, list | tuple):
+        return tuple(value)
+    if current is not None and not isinstance(value, type(current)):
+        raise UserError(
+            f"--config.{key}={text!r} is a {type(value).__name__}, "
+            f"but this key holds a {type(current).__name__} (current value {current!r})"
+        )
+    return value
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]) -> ml_collections.ConfigDict:
+    """Returns a copy of `config` with the dotted overrides applied; unknown keys raise `UserError`."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    known = _all_keys(config)
+    for key, text in overrides.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=3)
+            hint = f" Did you mean {', '.join('--config.' + c for c in close)}?" if close else ""
+            raise UserError(f"unknown config key --config.{key}.{hint}")
+        *parents, leaf = key.split(".")
+        node = config
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = _convert(key, text, node[leaf])
+    return config
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+    def tuples(value: Any) -> Any:
+        # JSON has no tuples; configs use tuples for shapes (mesh.shape, ...).
+        if isinstance(value, dict):
+            return {k: tuples(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return tuple(tuples(v) for v in value)
+        return value
+
+    return ml_collections.ConfigDict(tuples(json.loads(text)))

@@ -1,0 +1,191 @@
+"""One training loop for every system: sharded jitted steps, periodic eval and samples, metrics,
+checkpoints with auto-resume, a NaN/Inf guard and SIGTERM handling."""
+
+import contextlib
+import json
+import math
+import pathlib
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+
+from aigc_jax.errors import Interrupted, UserError
+from aigc_jax.systems.base import System
+from aigc_jax.train import mesh as mesh_lib
+from aigc_jax.train.checkpoint import Checkpointer
+from aigc_jax.train.state import TrainState, abstract_train_state, create_train_state
+from aigc_jax.train.writer import MetricWriter
+
+
+def default_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        {
+            "seed": 0,
+            "num_steps": 1000,
+            "batch_size": 32,  # global, over all devices and processes
+            "log_every": 50,
+            "eval_every": 500,  # 0: only at the end
+            "eval_batches": 20,  # periodic eval reads this many batches
+            "final_eval_batches": 0,  # the final eval; 0 reads the whole evaluation split
+            "checkpoint_every": 500,
+            "keep_checkpoints": 3,
+        }
+    )
+
+
+@contextlib.contextmanager
+def _sigterm_flag() -> Iterator[dict[str, bool]]:
+    flag = {"set": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        flag["set"] = True
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. a notebook worker): no handler
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def activate(mesh: jax.sharding.Mesh) -> Iterator[None]:
+    """The mesh and logical rules every traced step needs."""
+    with jax.set_mesh(mesh), nn.logical_axis_rules(mesh_lib.RULES):
+        yield
+
+
+def jit_steps(system: System, shardings: Any, mesh: jax.sharding.Mesh) -> tuple[Any, Any]:
+    batch = mesh_lib.batch_sharding(mesh)
+    replicated = mesh_lib.replicated(mesh)
+    train_step = jax.jit(
+        system.train_step,
+        in_shardings=(shardings, batch),
+        out_shardings=(shardings, replicated),
+        donate_argnums=0,
+    )
+    eval_step = jax.jit(system.eval_step, in_shardings=(shardings, batch), out_shardings=replicated)
+    return train_step, eval_step
+
+
+def restore_state(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) -> TrainState:
+    """The latest checkpoint in `workdir`, placed on `mesh` (for eval and sampling)."""
+    checkpointer = Checkpointer(workdir, read_only=True)
+    target = abstract_train_state(system.init_variables, system.tx, mesh)
+    state = checkpointer.restore(target)
+    checkpointer.close()
+    return state
+
+
+def evaluate(
+    system: System, state: TrainState, eval_step: Any, mesh: jax.sharding.Mesh, max_batches: int | None = None
+) -> dict[str, float]:
+    totals: dict[str, Any] = {}
+    for batch in system.eval_batches(max_batches):
+        sums = eval_step(state, mesh_lib.shard_batch(batch, mesh))
+        totals = sums if not totals else jax.tree.map(lambda a, b: a + b, totals, sums)
+    if not totals:
+        raise UserError("the evaluation split produced no batches; check config.train.batch_size and the data")
+    return system.summarize_eval({k: float(v) for k, v in jax.device_get(totals).items()})
+
+
+def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
+    stacked = jax.device_get(history)
+    return {name: float(np.mean([m[name] for m in stacked])) for name in stacked[0]}
+
+
+def _check_finite(metrics: dict[str, float], step: int, last_saved: int | None, workdir: pathlib.Path) -> None:
+    if all(math.isfinite(v) for v in metrics.values()):
+        return
+    bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+    kept = (
+        f"the last good checkpoint (step {last_saved}) is kept in {workdir / 'checkpoints'}"
+        if last_saved is not None
+        else "no checkpoint had been written yet"
+    )
+    raise UserError(
+        f"training diverged at step {step}: {bad}; {kept}. Lower --config.optim.learning_rate or raise "
+        "--config.optim.warmup_steps, then run the same command to resume"
+    )
+
+
+def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) -> dict[str, float]:
+    """Trains `system` to `config.train.num_steps`, resuming from `workdir` if it holds a checkpoint.
+
+    Returns the final full evaluation's metrics (also written to `workdir/eval.json`).
+    """
+    config = system.config.train
+    workdir = pathlib.Path(workdir)
+    checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)
+    writer = MetricWriter(workdir)
+    samples_dir = workdir / "samples"
+    try:
+        with activate(mesh), _sigterm_flag() as sigterm:
+            state, shardings = create_train_state(
+                system.init_variables, system.tx, mesh, jax.random.PRNGKey(config.seed)
+            )
+            train_iterator = iter(system.train_dataset())
+            last_saved = checkpointer.latest_step()
+            if last_saved is not None:
+                state = checkpointer.restore(abstract_train_state(system.init_variables, system.tx, mesh), train_iterator)
+                print(f"resuming from step {last_saved} in {checkpointer.directory}")
+            train_step, eval_step = jit_steps(system, shardings, mesh)
+            start = int(state.step)
+            history: list[dict[str, jax.Array]] = []
+            items = 0
+            tick = time.perf_counter()
+            bar = tqdm.tqdm(total=config.num_steps, initial=start, desc=system.config.name, mininterval=2.0)
+            for step in range(start + 1, config.num_steps + 1):
+                batch = next(train_iterator)
+                items += system.count_items(batch)
+                state, metrics = train_step(state, mesh_lib.shard_batch(batch, mesh))
+                history.append(metrics)
+                bar.update(1)
+                is_last = step == config.num_steps
+                if step % config.log_every == 0 or is_last or sigterm["set"]:
+                    means = _mean_metrics(history)
+                    _check_finite(means, step, last_saved, workdir)
+                    elapsed = time.perf_counter() - tick
+                    means |= {
+                        "learning_rate": float(system.schedule(step - 1)),
+                        "step_time": elapsed / len(history),
+                        "items_per_second": items / elapsed,
+                    }
+                    writer.write(step, "train", means)
+                    bar.set_postfix(loss=f"{means['loss']:.4f}")
+                    history, items, tick = [], 0, time.perf_counter()
+                if (config.eval_every and step % config.eval_every == 0) and not is_last:
+                    metrics = evaluate(system, state, eval_step, mesh, config.eval_batches)
+                    writer.write(step, "eval", metrics)
+                    bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                    outputs = system.sample(state, jax.random.PRNGKey(step))
+                    system.write_samples(outputs, samples_dir, f"step_{step:07d}")
+                if step % config.checkpoint_every == 0 or is_last or sigterm["set"]:
+                    if history:  # never save a state whose loss has not been checked
+                        _check_finite(_mean_metrics(history), step, last_saved, workdir)
+                    checkpointer.save(step, state, train_iterator)
+                    last_saved = step
+                if sigterm["set"]:
+                    checkpointer.wait()
+                    raise Interrupted(f"stopped by SIGTERM at step {step}; checkpoint saved, run again to resume")
+            bar.close()
+            checkpointer.wait()
+            final = evaluate(system, state, eval_step, mesh, config.final_eval_batches or None)
+            writer.write(int(state.step), "eval", final)
+            (workdir / "eval.json").write_text(json.dumps({"step": int(state.step), **final}, indent=2))
+            outputs = system.sample(state, jax.random.PRNGKey(config.seed))
+            system.write_samples(outputs, samples_dir, f"step_{int(state.step):07d}")
+            return final
+    finally:
+        checkpointer.close()
+        writer.close()

@@ -1,0 +1,83 @@
+"""The one place where sharding is decided: the device mesh and the logical-axis rules.
+
+Parameters and activations carry logical axis names (`embed`, `mlp`, `heads`, ...); `RULES` maps them onto
+the mesh axes `data`, `fsdp` and `tensor`. Changing `config.mesh.shape` switches between data parallel,
+FSDP and tensor parallel without touching model code.
+"""
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from aigc_jax.errors import UserError
+
+MESH_AXES = ("data", "fsdp", "tensor")
+BATCH_AXES = ("data", "fsdp")
+
+RULES: tuple[tuple[str, Any], ...] = (
+    ("batch", BATCH_AXES),
+    ("embed", "fsdp"),  # FSDP shards every weight matrix along its model dimension
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("vocab", "tensor"),
+    ("kv", None),
+    ("length", None),
+    ("qkv", None),
+)
+
+
+def mesh_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...]:
+    """Resolves one `-1` entry to the devices left over, and checks the product."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != len(MESH_AXES):
+        raise UserError(f"config.mesh.shape needs {len(MESH_AXES)} sizes for {MESH_AXES}, got {shape}")
+    if shape.count(-1) > 1:
+        raise UserError(f"config.mesh.shape may have at most one -1, got {shape}")
+    fixed = math.prod(s for s in shape if s != -1)
+    if -1 in shape:
+        if num_devices % fixed:
+            raise UserError(f"config.mesh.shape {shape}: {num_devices} devices do not divide by {fixed}")
+        shape = tuple(num_devices // fixed if s == -1 else s for s in shape)
+    if math.prod(shape) != num_devices:
+        raise UserError(
+            f"config.mesh.shape {shape} needs {math.prod(shape)} devices but {num_devices} are available; "
+            "use -1 for one axis to fill the rest"
+        )
+    return shape
+
+
+def make_mesh(shape: Sequence[int] = (-1, 1, 1)) -> Mesh:
+    # Auto axis types: under the Explicit default of jax >= 0.9, Linen's logical sharding constraints
+    # turn into asserts and fail (see shared/ARCHITECTURE.md).
+    resolved = mesh_shape(shape, jax.device_count())
+    return jax.make_mesh(resolved, MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
+
+
+def batch_divisor(mesh: Mesh) -> int:
+    return math.prod(mesh.shape[a] for a in BATCH_AXES)
+
+
+def shard_batch(batch: Any, mesh: Mesh) -> Any:
+    """Host-local numpy batch → global jax arrays sharded over the batch axes.
+
+    Each process passes its own slice of the global batch (multi-host); on one host this is the whole
+    batch.
+    """
+    sharding = batch_sharding(mesh)
+
+    def put(x: np.ndarray) -> jax.Array:
+        return jax.make_array_from_process_local_data(sharding, np.asarray(x))
+
+    return jax.tree.map(put, batch)

@@ -1,0 +1,64 @@
+"""Optax optimizers from config: AdamW/Adam/SGD, warmup + cosine/constant schedules, clipping,
+a weight-decay mask and gradient accumulation."""
+
+import jax
+import ml_collections
+import optax
+
+from aigc_jax.errors import UserError
+
+
+def default_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        {
+            "name": "adamw",  # adamw | adam | sgd
+            "learning_rate": 1e-3,
+            "schedule": "cosine",  # cosine | constant
+            "warmup_steps": 100,
+            "min_learning_rate_ratio": 0.1,  # cosine decays to this fraction of the peak
+            "b1": 0.9,
+            "b2": 0.99,
+            "momentum": 0.9,  # sgd only
+            "weight_decay": 0.1,
+            "grad_clip_norm": 1.0,  # 0 disables clipping
+            "accumulation_steps": 1,  # > 1 wraps the optimizer in optax.MultiSteps
+        }
+    )
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+    if config.schedule == "constant":
+        return optax.warmup_constant_schedule(0.0, config.learning_rate, max(config.warmup_steps, 1))
+    if config.schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(
+            init_value=0.0,
+            peak_value=config.learning_rate,
+            warmup_steps=max(config.warmup_steps, 1),
+            decay_steps=max(total_steps, config.warmup_steps + 1),
+            end_value=config.learning_rate * config.min_learning_rate_ratio,
+        )
+    raise UserError(f"unknown config.optim.schedule {config.schedule!r}; use cosine or constant")
+
+
+def decay_mask(params: optax.Params) -> optax.Params:
+    """Decay matrices and embeddings, not biases or norm scales (the GPT-2 / nanoGPT convention)."""
+    return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
+def make_optimizer(
+    config: ml_collections.ConfigDict, total_steps: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """Returns the optimizer and its learning-rate schedule (the loop logs the latter)."""
+    schedule = learning_rate_schedule(config, total_steps)
+    if config.name == "adamw":
+        core = optax.adamw(schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay, mask=decay_mask)
+    elif config.name == "adam":
+        core = optax.adam(schedule, b1=config.b1, b2=config.b2)
+    elif config.name == "sgd":
+        core = optax.sgd(schedule, momentum=config.momentum)
+    else:
+        raise UserError(f"unknown config.optim.name {config.name!r}; use adamw, adam or sgd")
+    tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), core) if config.grad_clip_norm else core
+    if config.accumulation_steps > 1:
+        tx = optax.MultiSteps(tx, every_k_schedule=config.accumulation_steps)
+    return tx, schedule
