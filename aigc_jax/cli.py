@@ -77,8 +77,9 @@ def _cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> None:
     system = module.build(config, workdir)
     count = state.param_count(state.abstract_train_state(system.init_variables, system.tx, mesh).params)
     print(f"{args.name} ({args.preset}): {count:,} parameters, mesh {dict(mesh.shape)}, workdir {workdir}")
-    metrics = loop.fit(system, workdir, mesh)
-    print(json.dumps(metrics, indent=2))
+    result = loop.fit(system, workdir, mesh)
+    print(f"trained to step {result.steps} ({result.train_seconds:.0f} s in train steps); final eval:")
+    print(json.dumps(result.metrics, indent=2))
     samples = sorted((workdir / "samples").glob("*"))
     if samples:
         print(f"--- sample ({samples[-1]}) ---")

@@ -12,7 +12,7 @@ class UserError(Exception):
     exit_code = 2
 
 
-class Interrupted(Exception):
+class Interrupted(Exception):  # noqa: N818 -- not an error: a requested stop
     """Training stopped on SIGTERM after writing a checkpoint; the same command resumes."""
 
     exit_code = 143

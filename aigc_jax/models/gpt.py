@@ -50,9 +50,13 @@ class CausalSelfAttention(nn.Module):
     def __call__(self, x_BTD: jax.Array, train: bool) -> jax.Array:
         D = x_BTD.shape[-1]
         H, K = self.num_heads, D // self.num_heads
-        qkv_kernel = self.param("qkv_kernel", _dense_init(0.02, ("embed", "qkv", "heads", "kv")), (D, 3, H, K))
+        qkv_kernel = self.param(
+            "qkv_kernel", _dense_init(0.02, ("embed", "qkv", "heads", "kv")), (D, 3, H, K)
+        )
         qkv_bias = self.param("qkv_bias", _zeros(("qkv", "heads", "kv")), (3, H, K))
-        qkv_BT3HK = jnp.einsum("btd,dchk->btchk", x_BTD, qkv_kernel.astype(self.dtype)) + qkv_bias.astype(self.dtype)
+        qkv_BT3HK = jnp.einsum("btd,dchk->btchk", x_BTD, qkv_kernel.astype(self.dtype)) + qkv_bias.astype(
+            self.dtype
+        )
         q_BTHK, k_BTHK, v_BTHK = (qkv_BT3HK[:, :, i] for i in range(3))
         if self.decode:
             k_BLHK, v_BLHK, mask_TL = self._update_cache(k_BTHK, v_BTHK)
@@ -62,7 +66,9 @@ class CausalSelfAttention(nn.Module):
         proj_std = 0.02 / math.sqrt(2 * self.num_layers)
         proj_kernel = self.param("proj_kernel", _dense_init(proj_std, ("heads", "kv", "embed")), (H, K, D))
         proj_bias = self.param("proj_bias", _zeros(("embed",)), (D,))
-        y_BTD = jnp.einsum("bthk,hkd->btd", y_BTHK, proj_kernel.astype(self.dtype)) + proj_bias.astype(self.dtype)
+        y_BTD = jnp.einsum("bthk,hkd->btd", y_BTHK, proj_kernel.astype(self.dtype)) + proj_bias.astype(
+            self.dtype
+        )
         return nn.Dropout(self.dropout_rate)(y_BTD, deterministic=not train)
 
     def _update_cache(self, k_BTHK: jax.Array, v_BTHK: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -75,7 +81,9 @@ class CausalSelfAttention(nn.Module):
             return k_BTHK, v_BTHK, jnp.tril(jnp.ones((T, T), bool))
         start = index.value
         key.value = jax.lax.dynamic_update_slice(key.value, k_BTHK.astype(key.value.dtype), (0, start, 0, 0))
-        value.value = jax.lax.dynamic_update_slice(value.value, v_BTHK.astype(value.value.dtype), (0, start, 0, 0))
+        value.value = jax.lax.dynamic_update_slice(
+            value.value, v_BTHK.astype(value.value.dtype), (0, start, 0, 0)
+        )
         index.value = start + T
         query_position_T = start + jnp.arange(T)
         mask_TL = jnp.arange(L)[None, :] <= query_position_T[:, None]
@@ -91,7 +99,10 @@ class Mlp(nn.Module):
     def __call__(self, x_BTD: jax.Array, train: bool) -> jax.Array:
         D = x_BTD.shape[-1]
         h_BTF = nn.Dense(
-            4 * D, dtype=self.dtype, kernel_init=_dense_init(0.02, ("embed", "mlp")), bias_init=_zeros(("mlp",)),
+            4 * D,
+            dtype=self.dtype,
+            kernel_init=_dense_init(0.02, ("embed", "mlp")),
+            bias_init=_zeros(("mlp",)),
             name="fc",
         )(x_BTD)
         h_BTF = nn.gelu(h_BTF, approximate=True)
@@ -146,7 +157,9 @@ class GPT(nn.Module):
             dtype=self.dtype,
             name="wte",
         )
-        position_table = self.param("wpe", _dense_init(0.02, ("length", "embed")), (self.max_len, self.embed_dim))
+        position_table = self.param(
+            "wpe", _dense_init(0.02, ("length", "embed")), (self.max_len, self.embed_dim)
+        )
         start = self._decode_position(T) if self.decode else 0
         positions_TD = jax.lax.dynamic_slice_in_dim(position_table, start, T)
         x_BTD = token_embed(tokens_BT) + positions_TD.astype(self.dtype)

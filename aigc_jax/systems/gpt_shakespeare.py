@@ -64,7 +64,12 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     if preset == "smoke":
         config.model.update(num_layers=2, num_heads=2, embed_dim=32, max_len=32)
         config.train.update(
-            num_steps=20, batch_size=8, log_every=5, eval_every=10, eval_batches=2, final_eval_batches=4,
+            num_steps=20,
+            batch_size=8,
+            log_every=5,
+            eval_every=10,
+            eval_batches=2,
+            final_eval_batches=4,
             checkpoint_every=10,
         )
         config.optim.update(warmup_steps=5)
@@ -73,13 +78,21 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         config.train.update(num_steps=2500, batch_size=32, log_every=50, eval_every=500, checkpoint_every=500)
         config.optim.update(learning_rate=2e-3, warmup_steps=100, weight_decay=0.1)
     elif preset == "full":
-        config.model.update(num_layers=6, num_heads=6, embed_dim=384, max_len=256, dropout=0.2, dtype="bfloat16")
-        config.train.update(num_steps=5000, batch_size=64, log_every=100, eval_every=500, checkpoint_every=1000)
+        config.model.update(
+            num_layers=6, num_heads=6, embed_dim=384, max_len=256, dropout=0.2, dtype="bfloat16"
+        )
+        config.train.update(
+            num_steps=5000, batch_size=64, log_every=100, eval_every=500, checkpoint_every=1000
+        )
         config.optim.update(learning_rate=1e-3, warmup_steps=100, b2=0.99)
     elif preset == "gpt2_124m":
         config.data.update(tokenizer="bpe", bpe_vocab_size=50257)
-        config.model.update(num_layers=12, num_heads=12, embed_dim=768, max_len=1024, dtype="bfloat16", vocab_size=50257)
-        config.train.update(num_steps=5000, batch_size=32, log_every=50, eval_every=500, checkpoint_every=1000)
+        config.model.update(
+            num_layers=12, num_heads=12, embed_dim=768, max_len=1024, dtype="bfloat16", vocab_size=50257
+        )
+        config.train.update(
+            num_steps=5000, batch_size=32, log_every=50, eval_every=500, checkpoint_every=1000
+        )
         config.optim.update(learning_rate=6e-4, warmup_steps=200, b2=0.95)
     return config
 
@@ -96,7 +109,8 @@ class GptShakespeare:
         vocab_size = m.vocab_size or self.tokenizer.vocab_size
         if vocab_size < self.tokenizer.vocab_size:
             raise UserError(
-                f"config.model.vocab_size {vocab_size} is smaller than the tokenizer's {self.tokenizer.vocab_size}"
+                f"config.model.vocab_size {vocab_size} is smaller than the tokenizer's "
+                f"{self.tokenizer.vocab_size}; raise it or set it to 0 (the tokenizer's size)"
             )
         self.model = GPT(
             vocab_size=vocab_size,
@@ -114,7 +128,9 @@ class GptShakespeare:
     def init_variables(self, rng: jax.Array) -> dict[str, Any]:
         return self.model.init(rng, jnp.zeros((1, self.config.model.max_len), jnp.int32))
 
-    def train_step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
+    def train_step(
+        self, state: TrainState, batch: dict[str, jax.Array]
+    ) -> tuple[TrainState, dict[str, jax.Array]]:
         dropout_rng = jax.random.fold_in(state.rng, state.step)
 
         def loss_fn(params: Any) -> jax.Array:
@@ -134,7 +150,11 @@ class GptShakespeare:
     def summarize_eval(self, totals: dict[str, float]) -> dict[str, float]:
         loss = totals["nll"] / totals["weight"]
         # nats per character makes char and BPE runs comparable (exact when the whole split is read)
-        return {"loss": loss, "perplexity": float(np.exp(loss)), "nats_per_char": loss * self._tokens_per_char}
+        return {
+            "loss": loss,
+            "perplexity": float(np.exp(loss)),
+            "nats_per_char": loss * self._tokens_per_char,
+        }
 
     def count_items(self, batch: dict[str, np.ndarray]) -> int:
         return int(batch["inputs"].size)
@@ -159,7 +179,9 @@ class GptShakespeare:
 
     def train_dataset(self) -> grain.IterDataset:
         c = self.config
-        return pipeline.lm_train_dataset(self._train_tokens, c.model.max_len, c.train.batch_size, c.train.seed)
+        return pipeline.lm_train_dataset(
+            self._train_tokens, c.model.max_len, c.train.batch_size, c.train.seed
+        )
 
     def eval_batches(self, max_batches: int | None = None) -> Iterator[dict[str, np.ndarray]]:
         c = self.config
@@ -171,7 +193,9 @@ class GptShakespeare:
         """Continuations of `prompt`; options override `config.sample` (prompt, num_tokens, ...)."""
         unknown = set(options) - set(self.config.sample)
         if unknown:
-            raise UserError(f"unknown sample option(s) {sorted(unknown)}; known: {sorted(self.config.sample)}")
+            raise UserError(
+                f"unknown sample option(s) {sorted(unknown)}; known: {sorted(self.config.sample)}"
+            )
         o = self.config.sample.to_dict() | {k: v for k, v in options.items() if v is not None}
         prompt_P = self.tokenizer.encode(o["prompt"])
         if len(prompt_P) == 0:

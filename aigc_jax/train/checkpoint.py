@@ -20,7 +20,9 @@ class Checkpointer:
     def __init__(self, workdir: str | pathlib.Path, keep: int = 3, read_only: bool = False):
         self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
         if read_only and not self.directory.is_dir():
-            raise UserError(f"{workdir} holds no checkpoints; train first: aigc-jax train NAME --workdir {workdir}")
+            raise UserError(
+                f"{workdir} holds no checkpoints; train first: aigc-jax train NAME --workdir {workdir}"
+            )
         options = ocp.CheckpointManagerOptions(
             create=not read_only,
             read_only=read_only,
@@ -54,10 +56,11 @@ class Checkpointer:
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as error:  # Orbax raises many types for a damaged or mismatched checkpoint.
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
             raise UserError(
-                f"cannot restore the checkpoint {self.directory / str(step)} ({type(error).__name__}: "
-                f"{str(error).splitlines()[0][:300]}). If it is damaged, move that step folder away to resume "
-                "from the previous one; if the config changed shape, train in a new --workdir"
+                f"cannot restore the checkpoint {self.directory / str(step)} ({reason}). If it is damaged, "
+                "move that step folder away to resume from the previous one; if the config changed shape, "
+                "train in a new --workdir"
             ) from error
         return restored["state"]
 

@@ -22,7 +22,9 @@ def parse_overrides(args: Sequence[str]) -> dict[str, str]:
     it = iter(args)
     for arg in it:
         if not arg.startswith("--config."):
-            raise UserError(f"unexpected argument {arg!r}; config overrides look like --config.train.steps=100")
+            raise UserError(
+                f"unexpected argument {arg!r}; config overrides look like --config.train.steps=100"
+            )
         key, sep, value = arg[len("--config.") :].partition("=")
         if not sep:
             value = next(it, None)
@@ -71,7 +73,9 @@ def _convert(key: str, text: str, current: Any) -> Any:
     return value
 
 
-def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]) -> ml_collections.ConfigDict:
+def apply_overrides(
+    config: ml_collections.ConfigDict, overrides: dict[str, str]
+) -> ml_collections.ConfigDict:
     """Returns a copy of `config` with the dotted overrides applied; unknown keys raise `UserError`."""
     config = ml_collections.ConfigDict(config.to_dict())
     known = _all_keys(config)

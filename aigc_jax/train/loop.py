@@ -2,6 +2,7 @@
 checkpoints with auto-resume, a NaN/Inf guard and SIGTERM handling."""
 
 import contextlib
+import dataclasses
 import json
 import math
 import pathlib
@@ -95,7 +96,9 @@ def evaluate(
         sums = eval_step(state, mesh_lib.shard_batch(batch, mesh))
         totals = sums if not totals else jax.tree.map(lambda a, b: a + b, totals, sums)
     if not totals:
-        raise UserError("the evaluation split produced no batches; check config.train.batch_size and the data")
+        raise UserError(
+            "the evaluation split produced no batches; check config.train.batch_size and the data"
+        )
     return system.summarize_eval({k: float(v) for k, v in jax.device_get(totals).items()})
 
 
@@ -104,7 +107,9 @@ def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
     return {name: float(np.mean([m[name] for m in stacked])) for name in stacked[0]}
 
 
-def _check_finite(metrics: dict[str, float], step: int, last_saved: int | None, workdir: pathlib.Path) -> None:
+def _check_finite(
+    metrics: dict[str, float], step: int, last_saved: int | None, workdir: pathlib.Path
+) -> None:
     if all(math.isfinite(v) for v in metrics.values()):
         return
     bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
@@ -119,11 +124,15 @@ def _check_finite(metrics: dict[str, float], step: int, last_saved: int | None, 
     )
 
 
-def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) -> dict[str, float]:
-    """Trains `system` to `config.train.num_steps`, resuming from `workdir` if it holds a checkpoint.
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    metrics: dict[str, float]  # the final evaluation, also in workdir/eval.json
+    steps: int
+    train_seconds: float  # time in train steps of this invocation, without eval, sampling or saving
 
-    Returns the final full evaluation's metrics (also written to `workdir/eval.json`).
-    """
+
+def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) -> FitResult:
+    """Trains `system` to `config.train.num_steps`, resuming from `workdir` if it holds a checkpoint."""
     config = system.config.train
     workdir = pathlib.Path(workdir)
     checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)
@@ -137,14 +146,18 @@ def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) ->
             train_iterator = iter(system.train_dataset())
             last_saved = checkpointer.latest_step()
             if last_saved is not None:
-                state = checkpointer.restore(abstract_train_state(system.init_variables, system.tx, mesh), train_iterator)
+                state = checkpointer.restore(
+                    abstract_train_state(system.init_variables, system.tx, mesh), train_iterator
+                )
                 print(f"resuming from step {last_saved} in {checkpointer.directory}")
             train_step, eval_step = jit_steps(system, shardings, mesh)
             start = int(state.step)
             history: list[dict[str, jax.Array]] = []
-            items = 0
+            items, paused, train_seconds = 0, 0.0, 0.0
             tick = time.perf_counter()
-            bar = tqdm.tqdm(total=config.num_steps, initial=start, desc=system.config.name, mininterval=2.0)
+            bar = tqdm.tqdm(
+                total=config.num_steps, initial=start, desc=system.config.name, mininterval=2.0, miniters=1
+            )
             for step in range(start + 1, config.num_steps + 1):
                 batch = next(train_iterator)
                 items += system.count_items(batch)
@@ -155,7 +168,8 @@ def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) ->
                 if step % config.log_every == 0 or is_last or sigterm["set"]:
                     means = _mean_metrics(history)
                     _check_finite(means, step, last_saved, workdir)
-                    elapsed = time.perf_counter() - tick
+                    elapsed = time.perf_counter() - tick - paused
+                    train_seconds += elapsed
                     means |= {
                         "learning_rate": float(system.schedule(step - 1)),
                         "step_time": elapsed / len(history),
@@ -163,7 +177,8 @@ def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) ->
                     }
                     writer.write(step, "train", means)
                     bar.set_postfix(loss=f"{means['loss']:.4f}")
-                    history, items, tick = [], 0, time.perf_counter()
+                    history, items, paused, tick = [], 0, 0.0, time.perf_counter()
+                pause_start = time.perf_counter()
                 if (config.eval_every and step % config.eval_every == 0) and not is_last:
                     metrics = evaluate(system, state, eval_step, mesh, config.eval_batches)
                     writer.write(step, "eval", metrics)
@@ -175,9 +190,12 @@ def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) ->
                         _check_finite(_mean_metrics(history), step, last_saved, workdir)
                     checkpointer.save(step, state, train_iterator)
                     last_saved = step
+                paused += time.perf_counter() - pause_start
                 if sigterm["set"]:
                     checkpointer.wait()
-                    raise Interrupted(f"stopped by SIGTERM at step {step}; checkpoint saved, run again to resume")
+                    raise Interrupted(
+                        f"stopped by SIGTERM at step {step}; checkpoint saved, run again to resume"
+                    )
             bar.close()
             checkpointer.wait()
             final = evaluate(system, state, eval_step, mesh, config.final_eval_batches or None)
@@ -185,7 +203,7 @@ def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) ->
             (workdir / "eval.json").write_text(json.dumps({"step": int(state.step), **final}, indent=2))
             outputs = system.sample(state, jax.random.PRNGKey(config.seed))
             system.write_samples(outputs, samples_dir, f"step_{int(state.step):07d}")
-            return final
+            return FitResult(final, int(state.step), train_seconds)
     finally:
         checkpointer.close()
         writer.close()

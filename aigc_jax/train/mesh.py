@@ -50,11 +50,14 @@ def mesh_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...]:
     return shape
 
 
-def make_mesh(shape: Sequence[int] = (-1, 1, 1)) -> Mesh:
+def make_mesh(shape: Sequence[int] = (-1, 1, 1), devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A `(data, fsdp, tensor)` mesh over `devices` (default: all of them)."""
+    devices = list(jax.devices() if devices is None else devices)
+    resolved = mesh_shape(shape, len(devices))
     # Auto axis types: under the Explicit default of jax >= 0.9, Linen's logical sharding constraints
     # turn into asserts and fail (see shared/ARCHITECTURE.md).
-    resolved = mesh_shape(shape, jax.device_count())
-    return jax.make_mesh(resolved, MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES))
+    axis_types = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
+    return jax.make_mesh(resolved, MESH_AXES, axis_types=axis_types, devices=devices)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

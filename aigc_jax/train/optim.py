@@ -51,14 +51,18 @@ def make_optimizer(
     """Returns the optimizer and its learning-rate schedule (the loop logs the latter)."""
     schedule = learning_rate_schedule(config, total_steps)
     if config.name == "adamw":
-        core = optax.adamw(schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay, mask=decay_mask)
+        core = optax.adamw(
+            schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay, mask=decay_mask
+        )
     elif config.name == "adam":
         core = optax.adam(schedule, b1=config.b1, b2=config.b2)
     elif config.name == "sgd":
         core = optax.sgd(schedule, momentum=config.momentum)
     else:
         raise UserError(f"unknown config.optim.name {config.name!r}; use adamw, adam or sgd")
-    tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), core) if config.grad_clip_norm else core
+    tx = (
+        optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), core) if config.grad_clip_norm else core
+    )
     if config.accumulation_steps > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=config.accumulation_steps)
     return tx, schedule

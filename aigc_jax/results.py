@@ -1,0 +1,63 @@
+"""Result files for experiments and benchmarks: the numbers plus how, where and when they were made."""
+
+import datetime
+import json
+import os
+import pathlib
+import platform
+import shlex
+import subprocess
+import sys
+from typing import Any
+
+import jax
+
+
+def hardware() -> str:
+    """The accelerator if there is one, else the CPU model and the cores this process may use."""
+    devices = jax.devices()
+    if devices[0].platform != "cpu":
+        return f"{len(devices)} x {devices[0].device_kind}"
+    model = platform.processor() or platform.machine()
+    cpuinfo = pathlib.Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, {len(os.sched_getaffinity(0))} cores (CPU)"
+
+
+def git_commit() -> str:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit.strip() + ("+uncommitted changes" if dirty.strip() else "")
+
+
+def command_line() -> str:
+    return shlex.join([pathlib.Path(sys.executable).name, *sys.argv])
+
+
+def write(path: str | pathlib.Path, **fields: Any) -> dict[str, Any]:
+    """Writes `fields` plus command, hardware, git commit and date as JSON; returns the record."""
+    record = {
+        **fields,
+        "command": command_line(),
+        "hardware": hardware(),
+        "git_commit": git_commit(),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record

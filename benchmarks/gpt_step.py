@@ -1,0 +1,105 @@
+"""JAX train-step time of gpt_shakespeare against the same architecture in PyTorch (eager) on this CPU.
+
+    python benchmarks/gpt_step.py [--preset cpu] [--repeats 15]
+
+Both sides: same shapes (the preset's model, batch and context), AdamW with the same hyper-parameters and
+global-norm clipping, float32, all cores of this machine. JAX runs the system's own jitted `train_step`
+(the code `aigc-jax train` runs). Steps alternate JAX / PyTorch; medians after warm-up. Writes
+benchmarks/results/gpt_step__<preset>.json with both times and `jax_over_torch` (target ≤ 1.0).
+"""
+
+import argparse
+import pathlib
+
+import jax
+import numpy as np
+import torch
+from common import alternate
+from torch_gpt import TorchGPT
+
+from aigc_jax import results
+from aigc_jax.data import text
+from aigc_jax.systems import gpt_shakespeare
+from aigc_jax.train import loop
+from aigc_jax.train import mesh as mesh_lib
+from aigc_jax.train.state import create_train_state
+
+VOCAB = "".join(chr(c) for c in range(32, 117))  # 85 characters, about the corpus's alphabet
+
+
+def jax_step(config, tokens: np.ndarray):
+    system = gpt_shakespeare.GptShakespeare(config, text.build_tokenizer("char", VOCAB))
+    mesh = mesh_lib.make_mesh((1, 1, 1), jax.devices()[:1])
+    with loop.activate(mesh):
+        state, shardings = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(0))
+        train_step, _ = loop.jit_steps(system, shardings, mesh)
+    batch = mesh_lib.shard_batch({"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}, mesh)
+    box = {"state": state}
+
+    def run() -> None:
+        with loop.activate(mesh):
+            box["state"], metrics = train_step(box["state"], batch)
+        jax.block_until_ready(metrics)
+
+    return run
+
+
+def torch_step(config, tokens: np.ndarray, vocab_size: int):
+    m, o = config.model, config.optim
+    torch.manual_seed(0)
+    model = TorchGPT(vocab_size, m.num_layers, m.num_heads, m.embed_dim, m.max_len)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=o.learning_rate, betas=(o.b1, o.b2), weight_decay=o.weight_decay
+    )
+    inputs, targets = torch.from_numpy(tokens[:, :-1]).long(), torch.from_numpy(tokens[:, 1:]).long()
+
+    def run() -> None:
+        logits = model(inputs)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab_size), targets.reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip_norm)
+        optimizer.step()
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="cpu", choices=("smoke", "cpu", "full"))
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    config = gpt_shakespeare.get_config(args.preset)
+    config.model.vocab_size = len(VOCAB) + 1  # + the unknown-character id
+    B, T = config.train.batch_size, config.model.max_len
+    tokens = np.random.default_rng(0).integers(0, config.model.vocab_size, (B, T + 1)).astype(np.int32)
+    times = alternate(
+        {"jax": jax_step(config, tokens), "torch": torch_step(config, tokens, config.model.vocab_size)},
+        repeats=args.repeats,
+    )
+    ratio = times["jax"] / times["torch"]
+    m = config.model
+    shape = f"{m.num_layers} layers, {m.num_heads} heads, {m.embed_dim} wide, context {T}, batch {B}"
+    print(
+        f"gpt train step ({shape}): jax {times['jax'] * 1e3:.1f} ms, torch {times['torch'] * 1e3:.1f} ms, "
+        f"jax/torch = {ratio:.2f}"
+    )
+    results.write(
+        pathlib.Path(__file__).parent / "results" / f"gpt_step__{args.preset}.json",
+        benchmark="gpt_step",
+        preset=args.preset,
+        shape=shape,
+        metrics={
+            "jax_step_seconds": times["jax"],
+            "torch_step_seconds": times["torch"],
+            "jax_over_torch": ratio,
+        },
+        target={"jax_over_torch_at_most": 1.0},
+        versions={"jax": jax.__version__, "torch": torch.__version__},
+        torch_threads=torch.get_num_threads(),
+        repeats=args.repeats,
+    )
+
+
+if __name__ == "__main__":
+    main()

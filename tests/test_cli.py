@@ -1,0 +1,177 @@
+"""The CLI contract: train → eval → sample on the smoke preset, and one clear message + exit 2 for each
+bad input."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from aigc_jax import cli
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("cli") / "gpt"
+    assert cli.main(["train", "gpt_shakespeare", "--preset", "smoke", "--workdir", str(workdir)]) == 0
+    return workdir
+
+
+def test_train_writes_checkpoints_metrics_and_samples(trained):
+    assert sorted(p.name for p in (trained / "checkpoints").iterdir()) == ["10", "20"]
+    records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["split"] == "train"]
+    assert {"loss", "grad_norm", "learning_rate", "step_time", "items_per_second"} <= set(train[-1])
+    assert list((trained / "tensorboard").iterdir())
+    assert (trained / "samples" / "step_0000020.txt").read_text()
+    assert json.loads((trained / "eval.json").read_text())["step"] == 20
+
+
+def test_eval_prints_and_writes_metrics(trained, capsys):
+    assert cli.main(["eval", "--workdir", str(trained)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["step"] == 20 and printed["loss"] > 0
+    assert json.loads((trained / "eval.json").read_text()) == printed
+
+
+def test_sample_takes_a_prompt_and_is_deterministic(trained, capsys):
+    args = [
+        "sample",
+        "--workdir",
+        str(trained),
+        "--seed",
+        "4",
+        "--num",
+        "2",
+        "--prompt",
+        "Ham.",
+        "--num-tokens",
+        "25",
+    ]
+    assert cli.main(args) == 0
+    first = capsys.readouterr().out
+    assert cli.main(args) == 0
+    assert capsys.readouterr().out == first
+    assert first.count("Ham.") >= 2
+
+
+def test_train_again_resumes(trained, capsys):
+    assert (
+        cli.main(
+            [
+                "train",
+                "gpt_shakespeare",
+                "--preset",
+                "smoke",
+                "--workdir",
+                str(trained),
+                "--config.train.num_steps=25",
+            ]
+        )
+        == 0
+    )
+    assert "resuming from step 20" in capsys.readouterr().out
+    assert "25" in [p.name for p in (trained / "checkpoints").iterdir()]
+
+
+def _error(capsys, args):
+    code = cli.main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ") and "Traceback" not in err
+    return err
+
+
+def test_unknown_config_key(capsys, tmp_path):
+    err = _error(
+        capsys,
+        [
+            "train",
+            "gpt_shakespeare",
+            "--preset",
+            "smoke",
+            "--workdir",
+            str(tmp_path),
+            "--config.train.num_step=3",
+        ],
+    )
+    assert "--config.train.num_steps" in err
+
+
+def test_unknown_system_and_preset(capsys, tmp_path):
+    assert "aigc-jax list" in _error(capsys, ["train", "gtp_shakespeare", "--workdir", str(tmp_path)])
+    assert "smoke" in _error(
+        capsys, ["train", "gpt_shakespeare", "--preset", "tiny", "--workdir", str(tmp_path)]
+    )
+
+
+def test_missing_data_set(capsys, tmp_path):
+    err = _error(
+        capsys,
+        [
+            "train",
+            "gpt_shakespeare",
+            "--preset",
+            "smoke",
+            "--workdir",
+            str(tmp_path),
+            "--config.data.name=no_such_data",
+        ],
+    )
+    assert "shakespeare" in err
+
+
+def test_offline_catalogue_data_set_names_the_embedded_one(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIGC_JAX_OFFLINE", "1")
+    err = _error(
+        capsys,
+        [
+            "train",
+            "gpt_shakespeare",
+            "--preset",
+            "smoke",
+            "--workdir",
+            str(tmp_path),
+            "--config.data.name=tiny_shakespeare",
+        ],
+    )
+    assert "--config.data.name=shakespeare" in err
+
+
+def test_workdir_of_another_system(capsys, trained, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(trained, other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps(config | {"name": "dcgan_fashion"}))
+    assert "holds a dcgan_fashion run" in _error(
+        capsys, ["train", "gpt_shakespeare", "--preset", "smoke", "--workdir", str(other)]
+    )
+
+
+def test_corrupt_checkpoint_is_reported_and_kept(capsys, trained, tmp_path):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(trained, damaged)
+    latest = max((damaged / "checkpoints").iterdir(), key=lambda p: int(p.name))
+    for path in latest.rglob("*"):
+        if path.is_file() and path.stat().st_size > 0 and "state" in str(path):
+            path.write_bytes(b"garbage")
+    err = _error(capsys, ["eval", "--workdir", str(damaged)])
+    assert "cannot restore the checkpoint" in err and "move that step folder away" in err
+    assert latest.exists()
+
+
+def test_not_a_workdir(capsys, tmp_path):
+    assert "not a training workdir" in _error(capsys, ["eval", "--workdir", str(tmp_path)])
+
+
+def test_console_script_lists_systems():
+    out = subprocess.run(
+        [sys.executable, "-m", "aigc_jax.cli", "list"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ | {"JAX_PLATFORMS": "cpu"},
+    ).stdout
+    assert "gpt_shakespeare" in out

@@ -1,0 +1,130 @@
+"""Shared plumbing: config overrides, mesh, sharded steps, checkpoint resume, the NaN guard."""
+
+import json
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from aigc_jax.errors import UserError
+from aigc_jax.systems import gpt_shakespeare
+from aigc_jax.train import config as config_lib
+from aigc_jax.train import loop
+from aigc_jax.train import mesh as mesh_lib
+from aigc_jax.train.checkpoint import Checkpointer
+from aigc_jax.train.state import abstract_train_state, create_train_state
+from tests.helpers import host, smoke_system
+
+
+def test_overrides_are_typed_and_checked():
+    config = gpt_shakespeare.get_config("smoke")
+    updated = config_lib.apply_overrides(
+        config,
+        config_lib.parse_overrides(
+            [
+                "--config.optim.learning_rate=1",
+                "--config.mesh.shape",
+                "[2,2,2]",
+                "--config.sample.prompt=To be",
+                "--config.model.dropout=0.1",
+            ]
+        ),
+    )
+    assert updated.optim.learning_rate == 1.0 and isinstance(updated.optim.learning_rate, float)
+    assert updated.mesh.shape == (2, 2, 2)
+    assert updated.sample.prompt == "To be"
+    assert config.optim.learning_rate != 1.0  # the original is untouched
+    with pytest.raises(UserError, match=r"Did you mean --config\.train\.num_steps"):
+        config_lib.apply_overrides(config, {"train.num_step": "3"})
+    with pytest.raises(UserError, match="not a valid int"):
+        config_lib.apply_overrides(config, {"train.num_steps": "many"})
+    with pytest.raises(UserError, match="is a float"):
+        config_lib.apply_overrides(config, {"train.num_steps": "2.5"})
+
+
+def test_config_round_trips_through_json():
+    config = gpt_shakespeare.get_config("cpu")
+    assert config_lib.from_json(config_lib.to_json(config)) == config
+
+
+def test_mesh_shape_fills_and_checks():
+    assert mesh_lib.mesh_shape((-1, 1, 2), 8) == (4, 1, 2)
+    with pytest.raises(UserError, match="needs 6 devices"):
+        mesh_lib.mesh_shape((3, 1, 2), 8)
+    with pytest.raises(UserError, match="at most one -1"):
+        mesh_lib.mesh_shape((-1, -1, 2), 8)
+
+
+def _two_steps(workdir, shape, devices):
+    system = smoke_system(workdir)
+    mesh = mesh_lib.make_mesh(shape, devices)
+    with loop.activate(mesh):
+        state, shardings = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(0))
+        train_step, _ = loop.jit_steps(system, shardings, mesh)
+        batches = iter(system.train_dataset())
+        for _ in range(2):
+            state, metrics = train_step(state, mesh_lib.shard_batch(next(batches), mesh))
+    return host(state.params), host(metrics), state
+
+
+@pytest.mark.parametrize("shape", [(4, 1, 2), (1, 8, 1), (2, 2, 2)], ids=["data4xtensor2", "fsdp8", "2x2x2"])
+def test_sharded_step_equals_single_device_step(tmp_path, shape):
+    single_params, single_metrics, _ = _two_steps(tmp_path, (1, 1, 1), jax.devices()[:1])
+    params, metrics, state = _two_steps(tmp_path, shape, jax.devices())
+    kernel = state.params["h_0"]["mlp"]["fc"]["kernel"]
+    assert len(kernel.sharding.device_set) == 8 and not kernel.sharding.is_fully_replicated
+    np.testing.assert_allclose(metrics["loss"], single_metrics["loss"], rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-5), params, single_params)
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    overrides = {"train.num_steps": "20", "train.checkpoint_every": "10", "train.eval_every": "0"}
+    full_dir, resumed_dir = tmp_path / "full", tmp_path / "resumed"
+    mesh = mesh_lib.make_mesh((-1, 1, 1))
+    loop.fit(smoke_system(full_dir, **overrides), full_dir, mesh)
+    # An interrupted run: the same workdir as it stood after step 10.
+    shutil.copytree(full_dir, resumed_dir)
+    shutil.rmtree(resumed_dir / "checkpoints" / "20")
+    loop.fit(smoke_system(resumed_dir, **overrides), resumed_dir, mesh)
+    with loop.activate(mesh):
+        full = host(loop.restore_state(smoke_system(full_dir, **overrides), full_dir, mesh))
+        resumed = host(loop.restore_state(smoke_system(resumed_dir, **overrides), resumed_dir, mesh))
+    assert int(resumed.step) == 20
+    jax.tree.map(np.testing.assert_array_equal, resumed.params, full.params)
+    jax.tree.map(np.testing.assert_array_equal, resumed.opt_state, full.opt_state)
+    # Without the data iterator's state the resumed run would read other batches (checked in test_data).
+    logged = [json.loads(line) for line in (resumed_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if r["split"] == "train"][-2:] == [15, 20]
+
+
+def test_checkpoint_restores_onto_another_mesh(tmp_path):
+    system = smoke_system(tmp_path)
+    one = mesh_lib.make_mesh((1, 1, 1), jax.devices()[:1])
+    eight = mesh_lib.make_mesh((2, 2, 2))
+    with loop.activate(one):
+        state, _ = create_train_state(system.init_variables, system.tx, one, jax.random.PRNGKey(0))
+    checkpointer = Checkpointer(tmp_path)
+    checkpointer.save(0, state)
+    checkpointer.wait()
+    with loop.activate(eight):
+        restored = checkpointer.restore(abstract_train_state(system.init_variables, system.tx, eight))
+    checkpointer.close()
+    kernel = restored.params["h_0"]["mlp"]["fc"]["kernel"]
+    assert len(kernel.sharding.device_set) == 8
+    jax.tree.map(np.testing.assert_array_equal, host(restored.params), host(state.params))
+
+
+def test_divergence_stops_with_a_message_and_keeps_the_checkpoint(tmp_path):
+    mesh = mesh_lib.make_mesh((-1, 1, 1))
+    loop.fit(smoke_system(tmp_path, **{"train.num_steps": "10"}), tmp_path, mesh)
+    before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    exploding = {
+        "train.num_steps": "30",
+        "optim.learning_rate": "1e12",
+        "optim.grad_clip_norm": "0",
+        "optim.schedule": "constant",
+    }
+    with pytest.raises(UserError, match=r"diverged at step \d+.*last good checkpoint \(step 10\)"):
+        loop.fit(smoke_system(tmp_path, **exploding), tmp_path, mesh)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
