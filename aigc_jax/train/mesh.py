@@ -60,6 +60,19 @@ def make_mesh(shape: Sequence[int] = (-1, 1, 1), devices: Sequence[jax.Device] |
     return jax.make_mesh(resolved, MESH_AXES, axis_types=axis_types, devices=devices)
 
 
+def divisible_sharding(shape: Sequence[int], sharding: NamedSharding) -> NamedSharding:
+    """Replicates each dimension its mesh axes do not divide (e.g. a vocabulary of 85 over tensor=2).
+
+    GPT-2's 50,257-token vocabulary is odd too; padding it would change the published parameter count.
+    """
+    spec = list(sharding.spec) + [None] * (len(shape) - len(sharding.spec))
+    for i, (size, axes) in enumerate(zip(shape, spec, strict=True)):
+        names = (axes,) if isinstance(axes, str) else tuple(axes or ())
+        if size % math.prod(sharding.mesh.shape[name] for name in names):
+            spec[i] = None
+    return NamedSharding(sharding.mesh, PartitionSpec(*spec))
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
