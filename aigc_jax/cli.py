@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from absl import logging as absl_logging
+
 from aigc_jax import systems
 from aigc_jax.errors import Interrupted, UserError
 from aigc_jax.train import config as config_lib
@@ -103,14 +105,14 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     workdir = pathlib.Path(args.workdir)
     system, state, mesh = _restore(workdir)
     with loop.activate(mesh):
-        _, eval_step = loop.jit_steps(system, jax_shardings(state), mesh)
+        _, eval_step = loop.jit_steps(system, _shardings_of(state), mesh)
         metrics = loop.evaluate(system, state, eval_step, mesh)
     result = {"step": int(state.step), **metrics}
     (workdir / "eval.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 
-def jax_shardings(tree: Any) -> Any:
+def _shardings_of(tree: Any) -> Any:
     import jax
 
     return jax.tree.map(lambda x: x.sharding, tree)
@@ -179,6 +181,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, extra = _parser().parse_known_args(argv)
+    absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax's INFO/WARNING lines drown the CLI's output
     try:
         if args.command in ("train", "sample"):
             {"train": _cmd_train, "sample": _cmd_sample}[args.command](args, extra)

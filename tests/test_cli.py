@@ -4,8 +4,10 @@ bad input."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -175,3 +177,33 @@ def test_console_script_lists_systems():
         env=os.environ | {"JAX_PLATFORMS": "cpu"},
     ).stdout
     assert "gpt_shakespeare" in out
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
+    workdir = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "aigc_jax.cli",
+        "train",
+        "gpt_shakespeare",
+        "--preset",
+        "smoke",
+        "--workdir",
+        str(workdir),
+        "--config.train.num_steps=100000",
+        "--config.train.log_every=1",
+        "--config.train.checkpoint_every=100000",
+        "--config.train.eval_every=0",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = workdir / "metrics.jsonl"
+    deadline = time.monotonic() + 180
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 3):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert "stopped by SIGTERM" in err and "run again to resume" in err
+    assert [p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]

@@ -65,7 +65,7 @@ def num_train_examples(n_tokens: int, seq_len: int) -> int:
     if seq_len < 1 or n_tokens < seq_len + 1:
         raise UserError(
             f"The text has {n_tokens} tokens, too few for windows of seq_len={seq_len} (plus one target); "
-            f"lower --config.data.seq_len or use a larger data set."
+            f"lower --config.model.max_len or use a larger data set."
         )
     return n_tokens - seq_len
 
@@ -75,7 +75,7 @@ def per_process_batch_size(global_batch_size: int, process_count: int) -> int:
     if global_batch_size < 1 or global_batch_size % process_count:
         raise UserError(
             f"The global batch size {global_batch_size} does not split evenly over {process_count} "
-            f"processes; set --config.batch_size to a positive multiple of {process_count}."
+            f"processes; set --config.train.batch_size to a positive multiple of {process_count}."
         )
     return global_batch_size // process_count
 
@@ -93,14 +93,18 @@ def lm_eval_batches(
 
     Window `k` reads `tokens[k*T : (k+1)*T]` and predicts `tokens[k*T+1 : (k+1)*T+1]`. Past the end of
     the text, inputs and targets are 0 and `"weights"` (float32 `[B, T]`) is 0, so a weighted mean of
-    per-token losses is exact however the text length falls.
+    per-token losses is exact however the text length falls. `batch_size` is global; each process gets
+    its own rows (`[batch_size // process_count, T]`), as for training.
     """
     tokens = np.asarray(tokens, dtype=np.int32)
     n_batches = num_eval_batches(len(tokens), seq_len, batch_size)
     if max_batches is not None:
         n_batches = min(n_batches, max_batches)
     n_targets = len(tokens) - 1
-    offsets_BT = np.arange(batch_size)[:, None] * seq_len + np.arange(seq_len)[None, :]
+    # This process's rows of each global batch: processes hold consecutive blocks of the batch axis.
+    local = per_process_batch_size(batch_size, jax.process_count())
+    rows = np.arange(jax.process_index() * local, (jax.process_index() + 1) * local)
+    offsets_BT = rows[:, None] * seq_len + np.arange(seq_len)[None, :]
     for b in range(n_batches):
         pos_BT = b * batch_size * seq_len + offsets_BT  # input positions; targets sit one later
         valid_BT = pos_BT < n_targets
