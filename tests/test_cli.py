@@ -14,10 +14,14 @@ import pytest
 from aigc_jax import cli
 
 
+def _smoke_train(workdir, *overrides):
+    return ["train", "gpt_shakespeare", "--preset", "smoke", "--workdir", str(workdir), *overrides]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("cli") / "gpt"
-    assert cli.main(["train", "gpt_shakespeare", "--preset", "smoke", "--workdir", str(workdir)]) == 0
+    assert cli.main(_smoke_train(workdir)) == 0
     return workdir
 
 
@@ -60,20 +64,7 @@ def test_sample_takes_a_prompt_and_is_deterministic(trained, capsys):
 
 
 def test_train_again_resumes(trained, capsys):
-    assert (
-        cli.main(
-            [
-                "train",
-                "gpt_shakespeare",
-                "--preset",
-                "smoke",
-                "--workdir",
-                str(trained),
-                "--config.train.num_steps=25",
-            ]
-        )
-        == 0
-    )
+    assert cli.main(_smoke_train(trained, "--config.train.num_steps=25")) == 0
     assert "resuming from step 20" in capsys.readouterr().out
     assert "25" in [p.name for p in (trained / "checkpoints").iterdir()]
 
@@ -87,18 +78,7 @@ def _error(capsys, args):
 
 
 def test_unknown_config_key(capsys, tmp_path):
-    err = _error(
-        capsys,
-        [
-            "train",
-            "gpt_shakespeare",
-            "--preset",
-            "smoke",
-            "--workdir",
-            str(tmp_path),
-            "--config.train.num_step=3",
-        ],
-    )
+    err = _error(capsys, _smoke_train(tmp_path, "--config.train.num_step=3"))
     assert "--config.train.num_steps" in err
 
 
@@ -110,35 +90,12 @@ def test_unknown_system_and_preset(capsys, tmp_path):
 
 
 def test_missing_data_set(capsys, tmp_path):
-    err = _error(
-        capsys,
-        [
-            "train",
-            "gpt_shakespeare",
-            "--preset",
-            "smoke",
-            "--workdir",
-            str(tmp_path),
-            "--config.data.name=no_such_data",
-        ],
-    )
-    assert "shakespeare" in err
+    assert "shakespeare" in _error(capsys, _smoke_train(tmp_path, "--config.data.name=no_such_data"))
 
 
 def test_offline_catalogue_data_set_names_the_embedded_one(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("AIGC_JAX_OFFLINE", "1")
-    err = _error(
-        capsys,
-        [
-            "train",
-            "gpt_shakespeare",
-            "--preset",
-            "smoke",
-            "--workdir",
-            str(tmp_path),
-            "--config.data.name=tiny_shakespeare",
-        ],
-    )
+    err = _error(capsys, _smoke_train(tmp_path, "--config.data.name=tiny_shakespeare"))
     assert "--config.data.name=shakespeare" in err
 
 
@@ -147,9 +104,7 @@ def test_workdir_of_another_system(capsys, trained, tmp_path):
     shutil.copytree(trained, other)
     config = json.loads((other / "config.json").read_text())
     (other / "config.json").write_text(json.dumps(config | {"name": "dcgan_fashion"}))
-    assert "holds a dcgan_fashion run" in _error(
-        capsys, ["train", "gpt_shakespeare", "--preset", "smoke", "--workdir", str(other)]
-    )
+    assert "holds a dcgan_fashion run" in _error(capsys, _smoke_train(other))
 
 
 def test_corrupt_checkpoint_is_reported_and_kept(capsys, trained, tmp_path):
