@@ -16,6 +16,24 @@ Anchors: nanoGPT (PyTorch), character-level on exactly this split on this kind o
 after 11 minutes (4 layers, 4 heads, 256 wide, context 128, batch 32, 1,250 iterations, ~0.5 s each) and
 1.904 with its README CPU setting; on tiny-shakespeare nanoGPT reports 1.47 with the `full` setting.
 
+How the `cpu` preset was chosen (Intel Xeon, 2 cores, one run each, all with lr 3e-3, warmup 100, batch 16,
+context 128, 2 heads unless said). Command: `aigc-jax train gpt_shakespeare --preset cpu
+--config.train.eval_every=0 --config.train.checkpoint_every=5000 --config.train.final_eval_batches=60
+OVERRIDES`, with the preset then at 4 layers x 256 wide; loss on the first 60 validation batches (122,880
+characters), so these are not comparable with the full-split val_loss, only with each other:
+
+    overrides                                                    steps  train s  loss
+    --config.model.embed_dim=256                                   600      304  1.824
+    --config.model.embed_dim=192                                   850      297  1.744
+    --config.model.embed_dim=192 --config.train.batch_size=8      1650      286  1.752
+    --config.model.embed_dim=128                                  1550      323  1.649
+    --config.model.embed_dim=128 --config.model.num_layers=6      1200      351  1.707
+    --config.model.embed_dim=128 --config.optim.learning_rate=6e-3 1550     289  1.654
+
+Earlier full 10-minute runs on the whole validation split: 4 layers x 256, 4 heads, batch 32, 560 steps:
+1.716; the same with batch 16, 1,050 steps: 1.699; 2 heads, batch 16, 1,400 steps (600 s): 1.6415. There
+is no separate test split: these choices were made on validation data, which flatters val_loss slightly.
+
 Writes experiments/results/gpt_shakespeare__<preset>.json; extra `--config.KEY=VALUE` arguments override
 the preset and are recorded in the command.
 """
