@@ -3,7 +3,7 @@
     python benchmarks/gpt_step.py [--preset cpu] [--repeats 15]
 
 Both sides: same shapes (the preset's model, batch and context), AdamW with the same hyper-parameters and
-global-norm clipping, float32, all cores of this machine. JAX runs the system's own jitted `train_step`
+global-norm clipping, float32 and no dropout (whatever the preset says), all cores of this machine. JAX runs the system's own jitted `train_step`
 (the code `aigc-jax train` runs). Steps alternate JAX / PyTorch; medians after warm-up. Writes
 benchmarks/results/gpt_step__<preset>.json with both times and `jax_over_torch` (target ≤ 1.0).
 """
@@ -71,6 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     config = gpt_shakespeare.get_config(args.preset)
     config.model.vocab_size = len(VOCAB) + 1  # + the unknown-character id
+    config.model.update(dtype="float32", dropout=0.0)  # what the PyTorch side runs
     B, T = config.train.batch_size, config.model.max_len
     tokens = np.random.default_rng(0).integers(0, config.model.vocab_size, (B, T + 1)).astype(np.int32)
     times = alternate(
