@@ -3,8 +3,9 @@
     python benchmarks/gpt_step.py [--preset cpu] [--repeats 15]
 
 Both sides: same shapes (the preset's model, batch and context), AdamW with the same hyper-parameters and
-global-norm clipping, float32 and no dropout (whatever the preset says), all cores of this machine. JAX runs the system's own jitted `train_step`
-(the code `aigc-jax train` runs). Steps alternate JAX / PyTorch; medians after warm-up. Writes
+global-norm clipping, float32 and no dropout (whatever the preset says), all cores of this machine. JAX
+runs the system's own jitted `train_step` (the code `aigc-jax train` runs). Steps alternate JAX /
+PyTorch; medians after warm-up. Writes
 benchmarks/results/gpt_step__<preset>.json with both times and `jax_over_torch` (target ≤ 1.0).
 """
 
