@@ -32,13 +32,16 @@ class TrainState(struct.PyTreeNode):
 InitFn = Callable[[jax.Array], dict[str, Any]]  # rng -> Linen variables, boxed with logical names
 
 
+def _is_box(x: Any) -> bool:
+    return isinstance(x, nn.Partitioned)
+
+
 def state_shardings(init_variables: InitFn, tx: optax.GradientTransformation, mesh: Mesh) -> Any:
     """Shardings of the whole state, decided by the logical names the model gave its parameters."""
     boxed = jax.eval_shape(init_variables, jax.random.PRNGKey(0))
     logical_shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, mesh_lib.RULES)
-    is_box = lambda x: isinstance(x, nn.Partitioned)  # noqa: E731
     shapes = jax.tree.map(
-        lambda x: x.unbox(apply_constraint=False) if is_box(x) else x, boxed, is_leaf=is_box
+        lambda x: x.unbox(apply_constraint=False) if _is_box(x) else x, boxed, is_leaf=_is_box
     )
     variable_shardings = jax.tree.map(
         lambda x, s: mesh_lib.divisible_sharding(x.shape, s), shapes, logical_shardings
