@@ -5,13 +5,28 @@ run continues on the exact next batch. Restoring takes an abstract target whose 
 so a checkpoint written on one mesh restores onto another.
 """
 
+import contextlib
+import logging
 import pathlib
+from collections.abc import Iterator
 from typing import Any
 
 import grain
 import orbax.checkpoint as ocp
 
 from aigc_jax.errors import UserError
+
+
+@contextlib.contextmanager
+def _quiet_absl() -> Iterator[None]:
+    """Orbax warns that a read-only manager will not save; for eval and sampling that is the point."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 class Checkpointer:
@@ -23,13 +38,16 @@ class Checkpointer:
             raise UserError(
                 f"{workdir} holds no checkpoints; train first: aigc-jax train NAME --workdir {workdir}"
             )
-        options = ocp.CheckpointManagerOptions(
-            create=not read_only,
-            read_only=read_only,
-            preservation_policy=ocp.checkpoint_managers.LatestN(keep),
-            enable_async_checkpointing=True,
-        )
-        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
+        with _quiet_absl():
+            options = ocp.CheckpointManagerOptions(
+                create=not read_only,
+                read_only=read_only,
+                preservation_policy=ocp.checkpoint_managers.LatestN(keep),
+                enable_async_checkpointing=True,
+            )
+            self._manager = ocp.CheckpointManager(
+                self.directory, options=options, item_names=("state", "data")
+            )
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
