@@ -8,9 +8,12 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 from typing import Any
 
 import jax
+
+_IMPORTED = time.time()  # scripts import this module first thing, so this approximates their start
 
 
 def hardware() -> str:
@@ -49,8 +52,12 @@ def command_line() -> str:
 
 
 def write(path: str | pathlib.Path, **fields: Any) -> dict[str, Any]:
-    """Writes `fields` plus command, hardware, git commit and date as JSON; returns the record."""
+    """Writes `fields` plus command, hardware, git commit and date as JSON; returns the record.
+
+    `wall_seconds`, unless given, is the time since this module was imported (the script's run).
+    """
     record = {
+        "wall_seconds": time.time() - _IMPORTED,
         **fields,
         "command": command_line(),
         "hardware": hardware(),
