@@ -17,8 +17,6 @@ from aigc_jax import systems
 from aigc_jax.errors import Interrupted, UserError
 from aigc_jax.train import config as config_lib
 
-CONFIG_FILE = "config.json"
-
 
 def _cmd_list(args: argparse.Namespace) -> None:
     print(f"{'system':<22} {'questions':<10} {'data':<14} {'status':<22} description")
@@ -32,26 +30,6 @@ def _cmd_data(args: argparse.Namespace) -> None:
 
     path = catalog.prepare(args.name, args.data_dir)
     print(f"{args.name} is ready in {path}")
-
-
-def _load_workdir_config(workdir: pathlib.Path) -> Any:
-    path = workdir / CONFIG_FILE
-    if not path.exists():
-        raise UserError(f"{workdir} is not a training workdir (no {CONFIG_FILE}); train into it first")
-    return config_lib.from_json(path.read_text())
-
-
-def _prepare_workdir(workdir: pathlib.Path, config: Any) -> None:
-    """Refuses a workdir that belongs to another system, then records the config beside the checkpoints."""
-    path = workdir / CONFIG_FILE
-    if path.exists():
-        previous = config_lib.from_json(path.read_text())
-        if previous.name != config.name:
-            raise UserError(
-                f"{workdir} holds a {previous.name} run, not {config.name}; choose another --workdir"
-            )
-    workdir.mkdir(parents=True, exist_ok=True)
-    path.write_text(config_lib.to_json(config))
 
 
 def _mesh_for(config: Any) -> Any:
@@ -71,7 +49,7 @@ def _cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> None:
     module = systems.load(args.name)
     config = config_lib.apply_overrides(module.get_config(args.preset), config_lib.parse_overrides(extra))
     workdir = pathlib.Path(args.workdir or f"workdirs/{args.name}_{args.preset}")
-    _prepare_workdir(workdir, config)
+    config_lib.prepare_workdir(workdir, config)
     mesh = _mesh_for(config)
 
     from aigc_jax.train import loop, state
@@ -82,16 +60,21 @@ def _cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> None:
     result = loop.fit(system, workdir, mesh)
     print(f"trained to step {result.steps} ({result.train_seconds:.0f} s in train steps); final eval:")
     print(json.dumps(result.metrics, indent=2))
-    samples = sorted((workdir / "samples").glob("*"))
-    if samples:
-        print(f"--- sample ({samples[-1]}) ---")
-        print(samples[-1].read_text())
+    final_samples = sorted((workdir / "samples").glob(f"step_{result.steps:07d}*"))
+    for path in final_samples:
+        print(f"--- sample ({path}) ---")
+        if path.suffix == ".txt":
+            print(path.read_text())
 
 
-def _restore(workdir: pathlib.Path) -> tuple[Any, Any, Any]:
+def _restore(workdir: pathlib.Path, split: str | None = None) -> tuple[Any, Any, Any]:
     from aigc_jax.train import loop
 
-    config = _load_workdir_config(workdir)
+    config = config_lib.load_workdir_config(workdir)
+    if split is not None:
+        if "eval_split" not in config.data:
+            raise UserError(f"{config.name} has a fixed evaluation split; drop --split")
+        config.data.eval_split = split
     system = systems.load(config.name).build(config, workdir)
     mesh = _mesh_for(config)
     with loop.activate(mesh):
@@ -103,19 +86,12 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     from aigc_jax.train import loop
 
     workdir = pathlib.Path(args.workdir)
-    system, state, mesh = _restore(workdir)
+    system, state, mesh = _restore(workdir, args.split)
     with loop.activate(mesh):
-        _, eval_step = loop.jit_steps(system, _shardings_of(state), mesh)
-        metrics = loop.evaluate(system, state, eval_step, mesh)
+        metrics = loop.evaluate_state(system, state, mesh)
     result = {"step": int(state.step), **metrics}
     (workdir / "eval.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
-
-
-def _shardings_of(tree: Any) -> Any:
-    import jax
-
-    return jax.tree.map(lambda x: x.sharding, tree)
 
 
 def _parse_options(extra: Sequence[str]) -> dict[str, Any]:
@@ -151,9 +127,12 @@ def _cmd_sample(args: argparse.Namespace, extra: Sequence[str]) -> None:
     with loop.activate(mesh):
         outputs = system.sample(state, jax.random.PRNGKey(args.seed), **options)
     paths = system.write_samples(outputs, workdir / "samples", f"sample_seed{args.seed}")
-    for output in outputs if isinstance(outputs, list) else [outputs]:
-        print(output if isinstance(output, str) else repr(output))
-        print("=====")
+    if isinstance(outputs, list):  # generated texts
+        for output in outputs:
+            print(output)
+            print("=====")
+    else:  # a summary of pictures or a report; the files hold the rest
+        print(outputs)
     print(f"written to {', '.join(str(p) for p in paths)}", file=sys.stderr)
 
 
@@ -172,6 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--workdir", default=None, help="default: workdirs/NAME_PRESET")
     evaluate = commands.add_parser("eval", help="evaluate the latest checkpoint of a workdir")
     evaluate.add_argument("--workdir", required=True)
+    evaluate.add_argument("--split", default=None, help="e.g. test (default: the split trained with)")
     sample = commands.add_parser("sample", help="sample from the latest checkpoint of a workdir")
     sample.add_argument("--workdir", required=True)
     sample.add_argument("--seed", type=int, default=0)

@@ -64,8 +64,7 @@ def main() -> None:
         gpt_shakespeare.get_config(args.preset), config_lib.parse_overrides(overrides)
     )
     workdir = pathlib.Path(args.workdir or f"workdirs/experiments/gpt_shakespeare__{args.preset}")
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config_lib.to_json(config))
+    config_lib.prepare_workdir(workdir, config)
 
     start = time.perf_counter()
     system = gpt_shakespeare.build(config, workdir)

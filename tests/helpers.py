@@ -7,6 +7,9 @@ import ml_collections
 
 from aigc_jax.systems import gpt_shakespeare
 from aigc_jax.train import config as config_lib
+from aigc_jax.train import loop
+from aigc_jax.train import mesh as mesh_lib
+from aigc_jax.train.state import create_train_state
 
 
 def smoke_config(**overrides: str) -> ml_collections.ConfigDict:
@@ -19,3 +22,21 @@ def smoke_system(workdir: pathlib.Path, **overrides: str) -> gpt_shakespeare.Gpt
 
 def host(tree):
     return jax.tree.map(lambda x: jax.device_get(x), tree)
+
+
+def run_steps(system, mesh, num_steps, batch=None):
+    """`num_steps` jitted train steps from a fresh state on `mesh`; one fixed `batch` if given, else the
+    system's training stream. Returns the state and each step's metrics on the host."""
+    with loop.activate(mesh):
+        state, shardings = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(0))
+        train_step, _ = loop.jit_steps(system, shardings, mesh)
+        batches = iter(system.train_dataset())
+        history = []
+        for _ in range(num_steps):
+            state, metrics = train_step(state, mesh_lib.shard_batch(batch or next(batches), mesh))
+            history.append(host(metrics))
+    return state, history
+
+
+def single_device_mesh():
+    return mesh_lib.make_mesh((1, 1, 1), jax.devices()[:1])

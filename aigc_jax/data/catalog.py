@@ -9,6 +9,13 @@ Two kinds (see ARCHITECTURE.md, "Data"):
   TensorFlow (`pip install 'aigc_jax[tf]'`); offline it fails fast with a pointer to the embedded
   alternative instead of retrying for minutes.
 
+Our names need not be TFDS's: an embedded set is opened through its builder class (whose registered
+TFDS name may differ, as `fashion_mnist` -> `fashion_mnist_debian`, since TFDS's catalogue owns
+`fashion_mnist`), and a catalogue set through its `tfds_name`.
+
+Text sets are read with `documents()`, array sets (images, masks) with `arrays()`, whole splits in
+memory: the largest, Fashion-MNIST, is 55 MB of uint8.
+
 To add a data set, add one `DatasetSpec` to `DATASETS`.
 """
 
@@ -25,16 +32,21 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils import tqdm_utils
 
 from aigc_jax.data import builders
+from aigc_jax.data.builders.fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
+from aigc_jax.data.builders.fashion_mnist import NUM_VALIDATION as FASHION_MNIST_VALIDATION
+from aigc_jax.data.builders.fashion_mnist import carve_validation
 from aigc_jax.data.sources import cache_root
 from aigc_jax.errors import UserError
 
 OFFLINE_ENV = "AIGC_JAX_OFFLINE"
 _PROBE_HOST = ("storage.googleapis.com", 443)  # where TFDS downloads catalogue data from
 _PROBE_TIMEOUT_S = 3.0
+_READ_CHUNK = 4096  # records per batched read in `arrays()`: a few MB, not a whole split of Python objects
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +61,15 @@ class DatasetSpec:
     builder: type[tfds.core.DatasetBuilder] | None = None  # embedded sets only
     embedded_alternative: str | None = None  # catalogue sets: what to use offline
     text_feature: str | None = None  # catalogue text sets: the feature holding the documents
+    tfds_name: str | None = None  # catalogue sets: the TFDS catalogue name; `name` when not given
+    # Catalogue sets without a validation split: carve one of this size out of `train` with
+    # `carve_validation`, as the embedded alternative does, so the two give comparable scores.
+    carved_validation: int | None = None
+    class_names: tuple[str, ...] = ()  # labelled sets: the name of each class index
+
+    def __post_init__(self) -> None:
+        if self.tfds_name is None:
+            object.__setattr__(self, "tfds_name", self.name)  # frozen: set once, here
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -71,6 +92,48 @@ DATASETS: dict[str, DatasetSpec] = {
             embedded_alternative="shakespeare",
             text_feature="text",
         ),
+        DatasetSpec(
+            name="fashion_mnist",
+            description="Fashion-MNIST, 28x28 grey articles in 10 classes; train 55,000 / validation 5,000 "
+            "(carved by seed 0) / test 10,000.",
+            source="Debian package dataset-fashion-mnist (IDX files)",
+            license="MIT, (c) 2017 Zalando SE",
+            kind="embedded",
+            builder=builders.FashionMnistDebian,
+            class_names=FASHION_MNIST_CLASSES,
+        ),
+        DatasetSpec(
+            name="tfds_fashion_mnist",
+            description="Fashion-MNIST from the TFDS catalogue; validation carved out of train as for "
+            "fashion_mnist.",
+            source="TFDS catalogue fashion_mnist",
+            license="MIT, (c) 2017 Zalando SE",
+            kind="catalogue",
+            embedded_alternative="fashion_mnist",
+            tfds_name="fashion_mnist",
+            carved_validation=FASHION_MNIST_VALIDATION,
+            class_names=FASHION_MNIST_CLASSES,
+        ),
+        DatasetSpec(
+            name="digits",
+            description="1,797 handwritten digits, 8x8 grey (scaled to 0..255); train 1,257 / validation 180 "
+            "/ test 360 (seed 0).",
+            source="scikit-learn wheel (sklearn.datasets.load_digits)",
+            license="CC-BY-4.0 (UCI ML Repository)",
+            kind="embedded",
+            builder=builders.Digits,
+            class_names=tuple(str(digit) for digit in range(10)),
+        ),
+        DatasetSpec(
+            name="fashion_scenes",
+            description="Constructed segmentation benchmark: 64x64 collages of 2-4 Fashion-MNIST items with "
+            "per-pixel masks (11 classes, 0 background); train 12,000 / validation 1,000 / test 2,000.",
+            source="Fashion-MNIST items of Debian package dataset-fashion-mnist",
+            license="MIT (the items, (c) 2017 Zalando SE)",
+            kind="embedded",
+            builder=builders.FashionScenes,
+            class_names=("background", *FASHION_MNIST_CLASSES),
+        ),
     ]
 }
 
@@ -81,9 +144,12 @@ def default_data_dir() -> pathlib.Path:
 
 
 def get_spec(name: str) -> DatasetSpec:
-    """The spec of a known data set; a `UserError` listing the known names otherwise."""
+    """The spec of a known data set; a `UserError` listing the known names otherwise.
+
+    The names are listed in catalogue order, which keeps related sets (text, images) together.
+    """
     if name not in DATASETS:
-        raise UserError(f"Unknown data set {name!r}; use one of: {', '.join(sorted(DATASETS))}.")
+        raise UserError(f"Unknown data set {name!r}; use one of: {', '.join(DATASETS)}.")
     return DATASETS[name]
 
 
@@ -111,16 +177,19 @@ def data_source(name: str, split: str, data_dir: str | os.PathLike | None = None
         raise UserError(
             f"{name} is a TFDS catalogue data set without a random-access source here. {_offline_hint(spec)}"
         )
-    data_dir = prepare(name, data_dir)
-    _check_split(name, split, list(_builder(spec, data_dir).info.splits))
-    return tfds.data_source(name, split=split, data_dir=os.fspath(data_dir))
+    builder = _builder(spec, prepare(name, data_dir))
+    _check_split(name, split, list(builder.info.splits))
+    # Through the builder, not `tfds.data_source(name)`: our name need not be the builder's TFDS name.
+    return builder.as_data_source(split)
 
 
-def load_catalogue(name: str, split: str, data_dir: str | os.PathLike | None = None) -> Any:
+def load_catalogue(
+    name: str, split: str, data_dir: str | os.PathLike | None = None, batch_size: int | None = None
+) -> Any:
     """Loads a catalogue data set with `tfds.load`; text sets come back as a list of documents.
 
-    Fails within seconds when offline (TFDS itself would retry for minutes), naming the embedded
-    alternative.
+    `batch_size=-1` loads the whole split as one dict of numpy arrays (as `tfds.load` does). Fails
+    within seconds when offline (TFDS itself would retry for minutes), naming the embedded alternative.
     """
     spec = get_spec(name)
     if spec.kind != "catalogue":
@@ -135,7 +204,7 @@ def load_catalogue(name: str, split: str, data_dir: str | os.PathLike | None = N
             f"{name} is a TFDS catalogue data set, and tfds.load needs TensorFlow; "
             f"install it with: pip install 'aigc_jax[tf]'"
         )
-    ds = tfds.load(name, split=split, data_dir=os.fspath(_resolve(data_dir)))
+    ds = tfds.load(spec.tfds_name, split=split, data_dir=os.fspath(_resolve(data_dir)), batch_size=batch_size)
     if spec.text_feature is None:
         return tfds.as_numpy(ds)
     return [_decode(example[spec.text_feature]) for example in tfds.as_numpy(ds)]
@@ -154,6 +223,61 @@ def documents(name: str, split: str, data_dir: str | os.PathLike | None = None) 
         raise UserError(f"{name} is not a text data set; choose a text one, such as shakespeare.")
     examples = [source[i] for i in range(len(source))]
     return [(_decode(ex["title"]), _decode(ex["text"])) for ex in examples]
+
+
+def arrays(name: str, split: str, data_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
+    """A whole split of an array data set in memory, as numpy arrays with a leading example axis.
+
+    Image sets give `{"image": uint8 [N, H, W, C], "label": int32 [N]}`; `fashion_scenes` gives
+    `{"image": uint8 [N, 64, 64, 1], "mask": uint8 [N, 64, 64]}`. Embedded sets are built on first use
+    and read in batches of records; catalogue sets are downloaded by `tfds.load` (online only) and get
+    a `validation` split carved out of their `train` split exactly as their embedded alternative does.
+    """
+    spec = get_spec(name)
+    if spec.text_feature is not None:
+        raise UserError(f"{name} is a text data set; choose an image one, such as fashion_mnist.")
+    if spec.kind == "catalogue":
+        out = _catalogue_arrays(spec, split, data_dir)
+    else:
+        source = data_source(name, split, data_dir)
+        features = dict(source.dataset_info.features.items())
+        if any(None in feature.shape for feature in features.values()):
+            raise UserError(f"{name} is not an array data set; choose an image one, such as fashion_mnist.")
+        out = _read_all(source, features)
+    return {key: value.astype(np.int32) if key == "label" else value for key, value in out.items()}
+
+
+def _catalogue_arrays(
+    spec: DatasetSpec, split: str, data_dir: str | os.PathLike | None
+) -> dict[str, np.ndarray]:
+    """A catalogue set's split as arrays, `validation` carved out of `train` where the spec says so."""
+    if spec.carved_validation is None:
+        return dict(load_catalogue(spec.name, split, data_dir, batch_size=-1))
+    if split not in ("train", "validation", "test"):  # no TFDS slices: validation is not a TFDS split
+        raise UserError(f"Data set {spec.name} has no split {split!r}; use one of: train, validation, test.")
+    if split == "test":
+        return dict(load_catalogue(spec.name, split, data_dir, batch_size=-1))
+    whole = load_catalogue(spec.name, "train", data_dir, batch_size=-1)
+    train, validation = carve_validation(len(whole["label"]), spec.carved_validation)
+    keep = train if split == "train" else validation
+    return {key: np.asarray(value)[keep] for key, value in whole.items()}
+
+
+def _read_all(source: Sequence[Any], features: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Every record of a random-access source, stacked per feature, read a chunk of records at a time.
+
+    TFDS sources read a list of keys in one call (`__getitems__`), which saves a file lookup per record.
+    """
+    n = len(source)
+    parts: dict[str, list[np.ndarray]] = {
+        key: [np.empty((0, *feature.shape), feature.np_dtype)] for key, feature in features.items()
+    }
+    for start in range(0, n, _READ_CHUNK):
+        keys = list(range(start, min(start + _READ_CHUNK, n)))
+        records = source.__getitems__(keys) if hasattr(source, "__getitems__") else [source[i] for i in keys]
+        for key in features:
+            parts[key].append(np.stack([record[key] for record in records]))
+    return {key: np.concatenate(chunks) for key, chunks in parts.items()}
 
 
 def is_online() -> bool:

@@ -33,6 +33,38 @@ REGISTRY: dict[str, SystemSpec] = {
             description="GPT-2-style decoder-only transformer, character or BPE language model",
             status="trained (cpu preset)",
         ),
+        SystemSpec(
+            name="cnn_fashion",
+            module="aigc_jax.systems.cnn_fashion",
+            seed_questions=(8, 26),
+            data="fashion_mnist",
+            description="CNN image classifier: the source's network (seed preset) and a VGG-style BN net",
+            status="in progress",
+        ),
+        SystemSpec(
+            name="gan_mlp_fashion",
+            module="aigc_jax.systems.gan_mlp_fashion",
+            seed_questions=(3,),
+            data="fashion_mnist",
+            description="the source's MLP GAN, bugs fixed (fresh noise, detached fakes, non-saturating loss)",
+            status="in progress",
+        ),
+        SystemSpec(
+            name="dcgan_fashion",
+            module="aigc_jax.systems.dcgan_fashion",
+            seed_questions=(3,),
+            data="fashion_mnist",
+            description="DCGAN: transposed-conv generator with BatchNorm, conv discriminator",
+            status="in progress",
+        ),
+        SystemSpec(
+            name="unet_fashion_scenes",
+            module="aigc_jax.systems.unet_fashion_scenes",
+            seed_questions=(16,),
+            data="fashion_scenes",
+            description="U-Net per-pixel classification of constructed Fashion-MNIST scenes (11 classes)",
+            status="in progress",
+        ),
     ]
 }
 

@@ -7,8 +7,10 @@ from typing import Any, Protocol
 import grain
 import jax
 import ml_collections
+import numpy as np
 import optax
 
+from aigc_jax.errors import UserError
 from aigc_jax.train.state import TrainState
 
 Batch = dict[str, Any]
@@ -34,8 +36,8 @@ class System(Protocol):
     def eval_step(self, state: TrainState, batch: Batch) -> Metrics:
         """Per-batch sums; the entry `weight` is their common denominator (e.g. the token count)."""
 
-    def summarize_eval(self, totals: dict[str, float]) -> dict[str, float]:
-        """Turns summed eval outputs into reported metrics (e.g. loss, perplexity)."""
+    def summarize_eval(self, totals: dict[str, np.ndarray]) -> dict[str, float]:
+        """Turns summed eval outputs (float64, any shape) into reported scalar metrics."""
 
     def train_dataset(self) -> grain.IterDataset: ...
 
@@ -47,3 +49,11 @@ class System(Protocol):
     def sample(self, state: TrainState, rng: jax.Array, **options: Any) -> Any: ...
 
     def write_samples(self, outputs: Any, directory: pathlib.Path, name: str) -> list[pathlib.Path]: ...
+
+
+def sample_options(defaults: ml_collections.ConfigDict, options: dict[str, Any]) -> dict[str, Any]:
+    """`config.sample` overridden by the caller's options; unknown names are a `UserError`."""
+    unknown = set(options) - set(defaults)
+    if unknown:
+        raise UserError(f"unknown sample option(s) {sorted(unknown)}; known: {sorted(defaults)}")
+    return defaults.to_dict() | {k: v for k, v in options.items() if v is not None}

@@ -27,6 +27,7 @@ from aigc_jax import decoding
 from aigc_jax.data import catalog, pipeline, text
 from aigc_jax.errors import UserError
 from aigc_jax.models.gpt import GPT
+from aigc_jax.systems.base import sample_options
 from aigc_jax.train import loop, optim
 from aigc_jax.train.state import TrainState
 
@@ -35,11 +36,7 @@ PRESETS = ("smoke", "cpu", "full", "gpt2_124m")
 
 
 def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r} for {NAME}; choose one of {', '.join(PRESETS)}")
-    config = ml_collections.ConfigDict()
-    config.name = NAME
-    config.preset = preset
+    config = loop.system_config(NAME, preset, PRESETS)
     config.data = ml_collections.ConfigDict(
         {"name": "shakespeare", "dir": "", "tokenizer": "char", "bpe_vocab_size": 1024}
     )
@@ -54,9 +51,6 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
             "vocab_size": 0,  # 0: the tokenizer's size
         }
     )
-    config.train = loop.default_config()
-    config.optim = optim.default_config()
-    config.mesh = ml_collections.ConfigDict({"shape": (-1, 1, 1)})  # (data, fsdp, tensor); -1 fills
     config.sample = ml_collections.ConfigDict(
         {"prompt": "\n", "num_tokens": 500, "num_samples": 1, "temperature": 0.8, "top_k": 0, "top_p": 1.0}
     )
@@ -153,8 +147,8 @@ class GptShakespeare:
         nll_BT = optax.softmax_cross_entropy_with_integer_labels(logits_BTV, batch["targets"])
         return {"nll": jnp.sum(nll_BT * batch["weights"]), "weight": jnp.sum(batch["weights"])}
 
-    def summarize_eval(self, totals: dict[str, float]) -> dict[str, float]:
-        loss = totals["nll"] / totals["weight"]
+    def summarize_eval(self, totals: dict[str, np.ndarray]) -> dict[str, float]:
+        loss = float(totals["nll"] / totals["weight"])
         # nats per character makes char and BPE runs comparable (exact when the whole split is read)
         return {
             "loss": loss,
@@ -197,12 +191,7 @@ class GptShakespeare:
 
     def sample(self, state: TrainState, rng: jax.Array, **options: Any) -> list[str]:
         """Continuations of `prompt`; options override `config.sample` (prompt, num_tokens, ...)."""
-        unknown = set(options) - set(self.config.sample)
-        if unknown:
-            raise UserError(
-                f"unknown sample option(s) {sorted(unknown)}; known: {sorted(self.config.sample)}"
-            )
-        o = self.config.sample.to_dict() | {k: v for k, v in options.items() if v is not None}
+        o = sample_options(self.config.sample, options)
         prompt_P = self.tokenizer.encode(o["prompt"])
         if len(prompt_P) == 0:
             raise UserError("the prompt is empty after tokenization; give at least one character")

@@ -8,12 +8,15 @@ that silently ignores it.
 import ast
 import difflib
 import json
+import pathlib
 from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
 
 from aigc_jax.errors import UserError
+
+CONFIG_FILE = "config.json"  # saved in every workdir, beside the checkpoints
 
 
 def parse_overrides(args: Sequence[str]) -> dict[str, str]:
@@ -106,3 +109,24 @@ def from_json(text: str) -> ml_collections.ConfigDict:
         return value
 
     return ml_collections.ConfigDict(tuples(json.loads(text)))
+
+
+def load_workdir_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
+    """The config a workdir was trained with."""
+    path = pathlib.Path(workdir) / CONFIG_FILE
+    if not path.exists():
+        raise UserError(f"{workdir} is not a training workdir (no {CONFIG_FILE}); train into it first")
+    return from_json(path.read_text())
+
+
+def prepare_workdir(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> None:
+    """Refuses a workdir that belongs to another system, then records the config beside the checkpoints."""
+    path = pathlib.Path(workdir) / CONFIG_FILE
+    if path.exists():
+        previous = from_json(path.read_text())
+        if previous.name != config.name:
+            raise UserError(
+                f"{workdir} holds a {previous.name} run, not {config.name}; choose another --workdir"
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_json(config))

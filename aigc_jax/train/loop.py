@@ -8,7 +8,7 @@ import math
 import pathlib
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -20,6 +20,7 @@ import tqdm
 from aigc_jax.errors import Interrupted, UserError
 from aigc_jax.systems.base import System
 from aigc_jax.train import mesh as mesh_lib
+from aigc_jax.train import optim
 from aigc_jax.train.checkpoint import Checkpointer
 from aigc_jax.train.state import TrainState, abstract_train_state, create_train_state
 from aigc_jax.train.writer import MetricWriter
@@ -30,6 +31,7 @@ def default_config() -> ml_collections.ConfigDict:
         {
             "seed": 0,
             "num_steps": 1000,
+            "max_train_seconds": 0.0,  # > 0: also stop (checkpoint, eval) after this much training per run
             "batch_size": 32,  # global, over all devices and processes
             "log_every": 50,
             "eval_every": 500,  # 0: only at the end
@@ -39,6 +41,19 @@ def default_config() -> ml_collections.ConfigDict:
             "keep_checkpoints": 3,
         }
     )
+
+
+def system_config(name: str, preset: str, presets: Sequence[str]) -> ml_collections.ConfigDict:
+    """The parts every system's config shares: name, preset, loop, optimizer and mesh settings."""
+    if preset not in presets:
+        raise UserError(f"unknown preset {preset!r} for {name}; choose one of {', '.join(presets)}")
+    config = ml_collections.ConfigDict()
+    config.name = name
+    config.preset = preset
+    config.train = default_config()
+    config.optim = optim.default_config()
+    config.mesh = ml_collections.ConfigDict({"shape": (-1, 1, 1)})  # (data, fsdp, tensor); -1 fills
+    return config
 
 
 @contextlib.contextmanager
@@ -88,18 +103,32 @@ def restore_state(system: System, workdir: str | pathlib.Path, mesh: jax.shardin
     return state
 
 
-def evaluate(
+def evaluate_totals(
     system: System, state: TrainState, eval_step: Any, mesh: jax.sharding.Mesh, max_batches: int | None = None
-) -> dict[str, float]:
-    totals: dict[str, Any] = {}
+) -> dict[str, np.ndarray]:
+    """The eval step's sums over the evaluation split, added up on the host in float64."""
+    totals: dict[str, np.ndarray] = {}
     for batch in system.eval_batches(max_batches):
-        sums = eval_step(state, mesh_lib.shard_batch(batch, mesh))
-        totals = sums if not totals else jax.tree.map(lambda a, b: a + b, totals, sums)
+        sums = jax.device_get(eval_step(state, mesh_lib.shard_batch(batch, mesh)))
+        sums = {k: np.asarray(v, np.float64) for k, v in sums.items()}
+        totals = sums if not totals else {k: totals[k] + v for k, v in sums.items()}
     if not totals:
         raise UserError(
             "the evaluation split produced no batches; check config.train.batch_size and the data"
         )
-    return system.summarize_eval({k: float(v) for k, v in jax.device_get(totals).items()})
+    return totals
+
+
+def evaluate(
+    system: System, state: TrainState, eval_step: Any, mesh: jax.sharding.Mesh, max_batches: int | None = None
+) -> dict[str, float]:
+    return system.summarize_eval(evaluate_totals(system, state, eval_step, mesh, max_batches))
+
+
+def evaluate_state(system: System, state: TrainState, mesh: jax.sharding.Mesh) -> dict[str, float]:
+    """A placed (e.g. restored) state, evaluated on the system's whole evaluation split."""
+    _, eval_step = jit_steps(system, jax.tree.map(lambda x: x.sharding, state), mesh)
+    return evaluate(system, state, eval_step, mesh)
 
 
 def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
@@ -164,7 +193,10 @@ def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) ->
                 state, metrics = train_step(state, mesh_lib.shard_batch(batch, mesh))
                 history.append(metrics)
                 bar.update(1)
-                is_last = step == config.num_steps
+                out_of_time = bool(config.max_train_seconds) and (
+                    train_seconds + time.perf_counter() - tick - paused >= config.max_train_seconds
+                )
+                is_last = step == config.num_steps or out_of_time
                 if step % config.log_every == 0 or is_last or sigterm["set"]:
                     means = _mean_metrics(history)
                     _check_finite(means, step, last_saved, workdir)
@@ -176,14 +208,15 @@ def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) ->
                         "items_per_second": items / elapsed,
                     }
                     writer.write(step, "train", means)
-                    bar.set_postfix(loss=f"{means['loss']:.4f}")
+                    bar.set_postfix({k: f"{v:.4f}" for k, v in means.items() if k.endswith("loss")})
                     history, items, paused, tick = [], 0, 0.0, time.perf_counter()
                 pause_start = time.perf_counter()
                 if (config.eval_every and step % config.eval_every == 0) and not is_last:
                     metrics = evaluate(system, state, eval_step, mesh, config.eval_batches)
                     writer.write(step, "eval", metrics)
                     bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-                    outputs = system.sample(state, jax.random.PRNGKey(step))
+                    # one key for every periodic sample, so the pictures show progress on the same noise
+                    outputs = system.sample(state, jax.random.PRNGKey(config.seed))
                     system.write_samples(outputs, samples_dir, f"step_{step:07d}")
                 if step % config.checkpoint_every == 0 or is_last or sigterm["set"]:
                     if history:  # never save a state whose loss has not been checked
@@ -191,6 +224,9 @@ def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) ->
                     checkpointer.save(step, state, train_iterator)
                     last_saved = step
                 paused += time.perf_counter() - pause_start
+                if out_of_time:
+                    bar.write(f"stopping at step {step}: config.train.max_train_seconds reached")
+                    break
                 if sigterm["set"]:
                     checkpointer.wait()
                     raise Interrupted(

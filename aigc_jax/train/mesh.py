@@ -73,6 +73,11 @@ def divisible_sharding(shape: Sequence[int], sharding: NamedSharding) -> NamedSh
     return NamedSharding(sharding.mesh, PartitionSpec(*spec))
 
 
+def mesh_of(tree: Any) -> Mesh:
+    """The mesh a placed pytree (e.g. a restored train state) lives on."""
+    return jax.tree.leaves(tree)[0].sharding.mesh
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 

@@ -1,7 +1,11 @@
 """Optax optimizers from config: AdamW/Adam/SGD, warmup + cosine/constant schedules, clipping,
 a weight-decay mask and gradient accumulation."""
 
+import dataclasses
+from typing import Any
+
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -66,3 +70,33 @@ def make_optimizer(
     if config.accumulation_steps > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=config.accumulation_steps)
     return tx, schedule
+
+
+@dataclasses.dataclass(frozen=True)
+class PerNetwork:
+    """One optimizer per top-level subtree of the parameters (a GAN's generator and discriminator).
+
+    Each network keeps its own optimizer state, and `update` takes gradients for any subset of the
+    networks: the others get zero updates and keep their optimizer state untouched, which is what
+    alternating GAN updates need (a joint `optax.multi_transform` update would also advance the moments
+    of the network that is not being trained). Frozen and hashable, so it can sit in the static part
+    of the train state.
+    """
+
+    transforms: tuple[tuple[str, optax.GradientTransformation], ...]
+
+    def init(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {name: tx.init(params[name]) for name, tx in self.transforms}
+
+    def update(
+        self, grads: dict[str, Any], state: dict[str, Any], params: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        unknown = set(grads) - {name for name, _ in self.transforms}
+        assert not unknown, f"gradients for unknown networks {unknown}"
+        updates, new_state = {}, dict(state)
+        for name, tx in self.transforms:
+            if name in grads:
+                updates[name], new_state[name] = tx.update(grads[name], state[name], params[name])
+            else:
+                updates[name] = jax.tree.map(jnp.zeros_like, params[name])
+        return updates, new_state

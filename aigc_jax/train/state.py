@@ -11,6 +11,9 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding
 
 from aigc_jax.train import mesh as mesh_lib
+from aigc_jax.train.optim import PerNetwork
+
+Optimizer = optax.GradientTransformation | PerNetwork
 
 
 class TrainState(struct.PyTreeNode):
@@ -21,12 +24,15 @@ class TrainState(struct.PyTreeNode):
     opt_state: Any
     model_state: Any
     rng: jax.Array
-    tx: optax.GradientTransformation = struct.field(pytree_node=False)
+    tx: Optimizer = struct.field(pytree_node=False)
 
-    def apply_gradients(self, grads: Any, **changes: Any) -> "TrainState":
+    def apply_gradients(self, grads: Any, *, advance_step: bool = True, **changes: Any) -> "TrainState":
+        """One optimizer update. Multi-network states (`PerNetwork`) take gradients for some networks;
+        `advance_step=False` lets a step update one network, then another, and count once."""
         updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
         params = optax.apply_updates(self.params, updates)
-        return self.replace(step=self.step + 1, params=params, opt_state=opt_state, **changes)
+        step = self.step + 1 if advance_step else self.step
+        return self.replace(step=step, params=params, opt_state=opt_state, **changes)
 
 
 InitFn = Callable[[jax.Array], dict[str, Any]]  # rng -> Linen variables, boxed with logical names
@@ -36,7 +42,7 @@ def _is_box(x: Any) -> bool:
     return isinstance(x, nn.Partitioned)
 
 
-def state_shardings(init_variables: InitFn, tx: optax.GradientTransformation, mesh: Mesh) -> Any:
+def state_shardings(init_variables: InitFn, tx: Optimizer, mesh: Mesh) -> Any:
     """Shardings of the whole state, decided by the logical names the model gave its parameters."""
     boxed = jax.eval_shape(init_variables, jax.random.PRNGKey(0))
     logical_shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, mesh_lib.RULES)
@@ -49,14 +55,7 @@ def state_shardings(init_variables: InitFn, tx: optax.GradientTransformation, me
     params_sharding = variable_shardings["params"]
     replicated = mesh_lib.replicated(mesh)
     abstract_opt_state = jax.eval_shape(lambda params: tx.init(nn.unbox(params)), boxed["params"])
-    opt_sharding = optax.tree_map_params(
-        tx,
-        lambda _, sharding: sharding,
-        abstract_opt_state,
-        params_sharding,
-        transform_non_params=lambda _: replicated,
-        is_leaf=lambda x: isinstance(x, NamedSharding),
-    )
+    opt_sharding = _opt_state_shardings(tx, abstract_opt_state, params_sharding, replicated)
     model_state_sharding = {k: v for k, v in variable_shardings.items() if k != "params"}
     return TrainState(
         step=replicated,
@@ -68,7 +67,26 @@ def state_shardings(init_variables: InitFn, tx: optax.GradientTransformation, me
     )
 
 
-def _init_fn(init_variables: InitFn, tx: optax.GradientTransformation) -> Callable[[jax.Array], TrainState]:
+def _opt_state_shardings(
+    tx: Optimizer, abstract_opt_state: Any, params_sharding: Any, replicated: NamedSharding
+) -> Any:
+    """Optimizer moments are sharded like their parameters; counters and the like are replicated."""
+    if isinstance(tx, PerNetwork):
+        return {
+            name: _opt_state_shardings(inner, abstract_opt_state[name], params_sharding[name], replicated)
+            for name, inner in tx.transforms
+        }
+    return optax.tree_map_params(
+        tx,
+        lambda _, sharding: sharding,
+        abstract_opt_state,
+        params_sharding,
+        transform_non_params=lambda _: replicated,
+        is_leaf=lambda x: isinstance(x, NamedSharding),
+    )
+
+
+def _init_fn(init_variables: InitFn, tx: Optimizer) -> Callable[[jax.Array], TrainState]:
     def init(rng: jax.Array) -> TrainState:
         params_rng, state_rng = jax.random.split(rng)
         variables = dict(nn.unbox(init_variables(params_rng)))
@@ -86,7 +104,7 @@ def _init_fn(init_variables: InitFn, tx: optax.GradientTransformation) -> Callab
 
 
 def create_train_state(
-    init_variables: InitFn, tx: optax.GradientTransformation, mesh: Mesh, rng: jax.Array
+    init_variables: InitFn, tx: Optimizer, mesh: Mesh, rng: jax.Array
 ) -> tuple[TrainState, Any]:
     """Initialises the state directly into its shardings (no full copy on one device first)."""
     shardings = state_shardings(init_variables, tx, mesh)
@@ -95,7 +113,7 @@ def create_train_state(
     return state, shardings
 
 
-def abstract_train_state(init_variables: InitFn, tx: optax.GradientTransformation, mesh: Mesh) -> Any:
+def abstract_train_state(init_variables: InitFn, tx: Optimizer, mesh: Mesh) -> Any:
     """The state as ShapeDtypeStructs carrying their shardings: the restore target on any mesh."""
     shardings = state_shardings(init_variables, tx, mesh)
     with nn.logical_axis_rules(mesh_lib.RULES):
@@ -105,3 +123,24 @@ def abstract_train_state(init_variables: InitFn, tx: optax.GradientTransformatio
 
 def param_count(params: Any) -> int:
     return sum(int(x.size) for x in jax.tree.leaves(params))
+
+
+def apply_model(
+    model: nn.Module,
+    params: Any,
+    model_state: dict[str, Any],
+    *args: Any,
+    train: bool,
+    rng: jax.Array | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Applies a Linen model with its non-parameter collections (BatchNorm statistics).
+
+    In training the collections are mutable and come back updated; otherwise they come back as given.
+    `rng` feeds dropout.
+    """
+    variables = {"params": params, **model_state}
+    rngs = {"dropout": rng} if rng is not None else None
+    if train and model_state:
+        outputs, updates = model.apply(variables, *args, train=True, rngs=rngs, mutable=list(model_state))
+        return outputs, {**model_state, **updates}
+    return model.apply(variables, *args, train=train, rngs=rngs), model_state

@@ -1,0 +1,154 @@
+"""Convolutional networks for small images: classifiers, GAN generators and discriminators, a U-Net.
+
+Pure Linen modules, NHWC. Their parameters are small, so they carry no logical axis names and are
+replicated over the mesh (ARCHITECTURE.md, "Sharding"); batches are sharded over the data axes, and
+BatchNorm's batch statistics, computed inside a jitted step on a sharded batch, are global means over
+the whole batch — synchronised across the data axis without an explicit `axis_name`.
+"""
+
+import math
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def _conv_bn_relu(x: jax.Array, features: int, train: bool) -> jax.Array:
+    x = nn.Conv(features, (3, 3), use_bias=False)(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+    return nn.relu(x)
+
+
+class SeedCNN(nn.Module):
+    """The source document's classifier (questions 8 and 26): conv 3×3×32 (no padding) → ReLU → max-pool
+    2×2 → dense 128 → ReLU → dense classes."""
+
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x_BHWC: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+        """Returns (logits [B, classes], penultimate features [B, 128])."""
+        x = nn.relu(nn.Conv(32, (3, 3), padding="VALID")(x_BHWC))
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        features = nn.relu(nn.Dense(128)(x.reshape(x.shape[0], -1)))
+        return nn.Dense(self.num_classes)(features), features
+
+
+class VggBnCNN(nn.Module):
+    """A small VGG-style classifier: stages of 3×3 conv → BatchNorm → ReLU, each ending in a 2×2 max-pool,
+    then dropout → dense → ReLU → dropout → dense classes."""
+
+    num_classes: int = 10
+    stage_features: Sequence[int] = (32, 64, 128)
+    stage_convs: Sequence[int] = (1, 2, 2)
+    hidden: int = 256
+    dropout_rate: float = 0.3
+
+    @nn.compact
+    def __call__(self, x_BHWC: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+        """Returns (logits [B, classes], penultimate features [B, hidden])."""
+        x = x_BHWC
+        for features, convs in zip(self.stage_features, self.stage_convs, strict=True):
+            for _ in range(convs):
+                x = _conv_bn_relu(x, features, train)
+            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x.reshape(x.shape[0], -1))
+        features = nn.relu(nn.Dense(self.hidden)(x))
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
+        return nn.Dense(self.num_classes)(x), features
+
+
+class MlpGenerator(nn.Module):
+    """The source's GAN generator (question 3): noise 100 → 256 → 512 → 1024 → 784, LeakyReLU 0.2, tanh."""
+
+    hidden: Sequence[int] = (256, 512, 1024)
+    image_shape: Sequence[int] = (28, 28, 1)
+
+    @nn.compact
+    def __call__(self, z_BZ: jax.Array, train: bool = False) -> jax.Array:
+        x = z_BZ
+        for width in self.hidden:
+            x = nn.leaky_relu(nn.Dense(width)(x), 0.2)
+        return jnp.tanh(nn.Dense(math.prod(self.image_shape))(x)).reshape(-1, *self.image_shape)
+
+
+class MlpDiscriminator(nn.Module):
+    """The source's discriminator: 784 → 1024 → 512 → 256 → 1, LeakyReLU 0.2 and dropout 0.3.
+
+    Returns the logit; the source's final sigmoid lives in the loss (`sigmoid_binary_cross_entropy`),
+    which is the same function, computed stably."""
+
+    hidden: Sequence[int] = (1024, 512, 256)
+    dropout_rate: float = 0.3
+
+    @nn.compact
+    def __call__(self, x_BHWC: jax.Array, train: bool = False) -> jax.Array:
+        x = x_BHWC.reshape(x_BHWC.shape[0], -1)
+        for width in self.hidden:
+            x = nn.leaky_relu(nn.Dense(width)(x), 0.2)
+            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        return nn.Dense(1)(x)[:, 0]
+
+
+class DcganGenerator(nn.Module):
+    """DCGAN generator (Radford et al., 2016): noise → dense (H/4)×(W/4)×2w → BN → ReLU → transposed conv
+    4×4/2 to (H/2)×(W/2)×w → BN → ReLU → transposed conv 4×4/2 to H×W×C → tanh. For 28×28: 7 → 14 → 28."""
+
+    width: int = 64
+    image_shape: Sequence[int] = (28, 28, 1)
+
+    @nn.compact
+    def __call__(self, z_BZ: jax.Array, train: bool = False) -> jax.Array:
+        def bn(x: jax.Array) -> jax.Array:
+            return nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+
+        height, width, channels = self.image_shape
+        h, w = height // 4, width // 4
+        x = nn.Dense(h * w * 2 * self.width, use_bias=False)(z_BZ).reshape(-1, h, w, 2 * self.width)
+        x = nn.relu(bn(x))
+        x = nn.relu(bn(nn.ConvTranspose(self.width, (4, 4), strides=(2, 2), use_bias=False)(x)))
+        return jnp.tanh(nn.ConvTranspose(channels, (4, 4), strides=(2, 2))(x))
+
+
+class DcganDiscriminator(nn.Module):
+    """DCGAN discriminator: conv 4×4/2 (w) → LeakyReLU 0.2 → conv 4×4/2 (2w) → BN → LeakyReLU →
+    dense 1 (a logit). No BatchNorm on the input layer, as in the paper."""
+
+    width: int = 64
+
+    @nn.compact
+    def __call__(self, x_BHWC: jax.Array, train: bool = False) -> jax.Array:
+        x = nn.leaky_relu(nn.Conv(self.width, (4, 4), strides=(2, 2))(x_BHWC), 0.2)
+        x = nn.Conv(2 * self.width, (4, 4), strides=(2, 2), use_bias=False)(x)
+        x = nn.leaky_relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x), 0.2)
+        return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0]
+
+
+class UNet(nn.Module):
+    """U-Net (Ronneberger et al., 2015) for per-pixel classification: each encoder level is two 3×3
+    conv → BN → ReLU blocks then a 2×2 max-pool; each decoder level upsamples with a 2×2 transposed
+    conv, concatenates the encoder's skip features and applies two blocks; a 1×1 conv gives logits.
+    Spatial sizes must divide by 2 ** (levels - 1)."""
+
+    num_classes: int
+    level_features: Sequence[int] = (16, 32, 64, 128)
+
+    @nn.compact
+    def __call__(self, x_BHWC: jax.Array, train: bool = False) -> jax.Array:
+        """Returns logits [B, H, W, classes]."""
+
+        def block(x: jax.Array, features: int) -> jax.Array:
+            return _conv_bn_relu(_conv_bn_relu(x, features, train), features, train)
+
+        skips = []
+        x = x_BHWC
+        for features in self.level_features[:-1]:
+            x = block(x, features)
+            skips.append(x)
+            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = block(x, self.level_features[-1])
+        for features, skip in zip(reversed(self.level_features[:-1]), reversed(skips), strict=True):
+            x = nn.ConvTranspose(features, (2, 2), strides=(2, 2))(x)
+            x = block(jnp.concatenate([x, skip], axis=-1), features)
+        return nn.Conv(self.num_classes, (1, 1))(x)

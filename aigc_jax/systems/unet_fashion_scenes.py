@@ -1,0 +1,156 @@
+"""CNN image segmentation (source question 16, whose snippet is only a classifier): a U-Net labels every
+pixel of the `fashion_scenes` set — 64×64 canvases of overlapping Fashion-MNIST items — with the item's
+class or background (11 classes).
+
+`fashion_scenes` is a constructed benchmark (no hand-labelled masks are packaged for offline use), built
+from the Fashion-MNIST train items for train and from the test items for test; see
+aigc_jax/data/builders/fashion_scenes.py. Metrics: `mean_iou` over the 11 classes and `pixel_accuracy`.
+
+Presets: `smoke` (seconds, for tests), `cpu` (~20 min on 2 cores; experiments/unet_fashion_scenes.py),
+`full` (wider and longer, for an accelerator).
+"""
+
+import dataclasses
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from aigc_jax import metrics, visualize
+from aigc_jax.data import images
+from aigc_jax.models.convnets import UNet
+from aigc_jax.systems.base import sample_options
+from aigc_jax.train import loop, optim
+from aigc_jax.train.state import TrainState, apply_model
+
+NAME = "unet_fashion_scenes"
+PRESETS = ("smoke", "cpu", "full")
+
+
+def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
+    config = loop.system_config(NAME, preset, PRESETS)
+    config.data = images.data_config("fashion_scenes")
+    # Five levels (64 → 4 pixels): cheap narrow convolutions at full resolution, where a CPU spends most
+    # time, and wide ones deep down, where each feature sees whole items (0.38 s per step of 32 on 2
+    # cores, against 0.94 s for (16, 32, 64, 128)).
+    config.model = ml_collections.ConfigDict({"level_features": (8, 16, 32, 64, 128)})
+    config.augment = ml_collections.ConfigDict({"crop_padding": 0, "flip": True})
+    config.sample = ml_collections.ConfigDict({"num_samples": 8})
+    config.train.update(batch_size=32, eval_batches=10)
+    config.optim.update(learning_rate=3e-3, warmup_steps=200, b2=0.999, weight_decay=0.01, grad_clip_norm=0.0)
+
+    if preset == "smoke":
+        config.model.level_features = (4, 8)
+        config.train.update(
+            num_steps=10, batch_size=16, log_every=5, eval_every=5, eval_batches=2, checkpoint_every=5
+        )
+        config.optim.update(warmup_steps=2, learning_rate=1e-2)
+        config.sample.num_samples = 2
+    elif preset == "cpu":
+        config.train.update(num_steps=3000, log_every=100, eval_every=1000, checkpoint_every=1000)
+    elif preset == "full":
+        config.model.level_features = (32, 64, 128, 256, 512)
+        config.train.update(num_steps=20000, log_every=200, eval_every=2000, checkpoint_every=2000)
+    return config
+
+
+@dataclasses.dataclass(frozen=True)
+class Segmentations:
+    """Scenes [N, H, W, C] in [-1, 1] with their true and predicted masks [N, H, W]."""
+
+    images: np.ndarray
+    truth: np.ndarray
+    predicted: np.ndarray
+
+    def __str__(self) -> str:
+        agreement = float(np.mean(self.truth == self.predicted))
+        return f"{len(self.images)} scenes segmented; {agreement:.4f} of their pixels labelled correctly"
+
+
+@dataclasses.dataclass
+class UnetFashionScenes:
+    """The `System` for per-pixel classification of scenes."""
+
+    config: ml_collections.ConfigDict
+
+    def __post_init__(self) -> None:
+        self.data = images.ImageSplits(self.config.data, self.config.train.batch_size, self.config.train.seed)
+        self.model = UNet(self.data.num_classes, tuple(self.config.model.level_features))
+        self.tx, self.schedule = optim.make_optimizer(self.config.optim, self.config.train.num_steps)
+
+    def init_variables(self, rng: jax.Array) -> dict[str, Any]:
+        return self.model.init(rng, jnp.zeros((1, *self.data.image_shape)))
+
+    def train_step(
+        self, state: TrainState, batch: dict[str, jax.Array]
+    ) -> tuple[TrainState, dict[str, jax.Array]]:
+        def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, Any]]:
+            logits, model_state = apply_model(
+                self.model, params, state.model_state, batch["image"], train=True
+            )
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["mask"]).mean()
+            return loss, (logits, model_state)
+
+        (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        pixel_accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["mask"])
+        state = state.apply_gradients(grads, model_state=model_state)
+        return state, {"loss": loss, "pixel_accuracy": pixel_accuracy, "grad_norm": optax.global_norm(grads)}
+
+    def eval_step(self, state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        logits, _ = apply_model(self.model, state.params, state.model_state, batch["image"], train=False)
+        pixel_weight = jnp.broadcast_to(batch["weight"][:, None, None], batch["mask"].shape)
+        nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["mask"])
+        confusion = metrics.confusion_matrix(
+            batch["mask"], jnp.argmax(logits, -1), self.data.num_classes, pixel_weight
+        )
+        return {"nll": jnp.sum(nll * pixel_weight), "confusion": confusion, "weight": pixel_weight.sum()}
+
+    def summarize_eval(self, totals: dict[str, np.ndarray]) -> dict[str, float]:
+        return {
+            "loss": float(totals["nll"] / totals["weight"]),
+            "mean_iou": metrics.mean_iou(totals["confusion"]),
+            "pixel_accuracy": metrics.accuracy(totals["confusion"]),
+        }
+
+    def count_items(self, batch: dict[str, np.ndarray]) -> int:
+        return int(batch["image"].shape[0])
+
+    def train_dataset(self) -> grain.IterDataset:
+        return self.data.train_dataset(images.Augment(**self.config.augment))
+
+    def eval_batches(self, max_batches: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+        return self.data.eval_batches(max_batches)
+
+    def sample(self, state: TrainState, rng: jax.Array, **options: Any) -> Segmentations:
+        """The first `num_samples` scenes of the evaluation split from `rng`'s shuffle, segmented."""
+        o = sample_options(self.config.sample, options)
+        arrays = self.data.arrays(self.config.data.eval_split)
+        chosen = jax.random.choice(rng, len(arrays["image"]), (int(o["num_samples"]),), replace=False)
+        chosen = np.sort(np.asarray(chosen))
+        scenes = images.to_float(arrays["image"][chosen])
+        predict = jax.jit(
+            lambda s, x: jnp.argmax(apply_model(self.model, s.params, s.model_state, x, train=False)[0], -1)
+        )
+        predicted = np.asarray(predict(state, scenes))
+        return Segmentations(scenes, arrays["mask"][chosen].astype(np.int32), predicted)
+
+    def write_samples(self, outputs: Segmentations, directory: pathlib.Path, name: str) -> list[pathlib.Path]:
+        """One row per scene: the image, the true mask, the predicted mask."""
+        grey = np.repeat(visualize.to_uint8(outputs.images), 3, axis=-1)
+        rows = [
+            [g, visualize.colour_masks(t), visualize.colour_masks(p)]
+            for g, t, p in zip(grey, outputs.truth, outputs.predicted, strict=True)
+        ]
+        picture = visualize.grid(np.stack([panel for row in rows for panel in row]), columns=3)
+        return [visualize.save_png(picture, directory / f"{name}.png", scale=2)]
+
+
+def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> UnetFashionScenes:
+    del workdir
+    return UnetFashionScenes(config)

@@ -1,0 +1,182 @@
+"""JAX train-step time of the convolutional image systems against the same architectures in PyTorch (eager)
+on this CPU.
+
+    python benchmarks/image_steps.py [--system cnn_fashion|dcgan_fashion|all] [--repeats 15]
+
+Each system is built from its `cpu` preset; both sides take the same real training batch (one batch of
+`system.train_dataset()`, NHWC for JAX, NCHW for PyTorch), float32, all cores of this machine. JAX runs
+the system's own jitted `train_step` (the code `aigc-jax train` runs); PyTorch runs the same
+architecture (benchmarks/torch_convnets.py) through the same update:
+
+- cnn_fashion: cross-entropy, dropout and BatchNorm in train mode, AdamW with weight decay on the conv
+  and dense kernels only (ndim ≥ 2), no clipping.
+- dcgan_fashion: one discriminator Adam update on real images and detached fakes (two separate D calls,
+  BCE-with-logits), then one generator Adam update with fresh noise and the non-saturating loss through
+  the updated discriminator (whose parameters need no gradients there); Adam 2e-4, betas (0.5, 0.999).
+
+Steps alternate JAX / PyTorch; medians after warm-up. Asserts that the two sides have the same
+parameter counts, and writes benchmarks/results/<system>_step__cpu.json with both times and
+`jax_over_torch` (target ≤ 1.0).
+"""
+
+import argparse
+import pathlib
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+import torch
+from common import alternate
+from torch_convnets import TorchDcganDiscriminator, TorchDcganGenerator, TorchVggBnCNN, param_count
+
+from aigc_jax import results
+from aigc_jax.systems import cnn_fashion, dcgan_fashion
+from aigc_jax.train import loop
+from aigc_jax.train import mesh as mesh_lib
+from aigc_jax.train.state import create_train_state
+from aigc_jax.train.state import param_count as jax_param_count
+
+SYSTEMS = {"cnn_fashion": cnn_fashion, "dcgan_fashion": dcgan_fashion}
+PRESET = "cpu"
+
+
+def jax_step(system: Any, batch: dict[str, np.ndarray]) -> tuple[Callable[[], None], int]:
+    """The system's jitted train step on a single-device mesh, and its parameter count."""
+    mesh = mesh_lib.make_mesh((1, 1, 1), jax.devices()[:1])
+    with loop.activate(mesh):
+        state, shardings = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(0))
+        train_step, _ = loop.jit_steps(system, shardings, mesh)
+    count = jax_param_count(state.params)
+    batch = mesh_lib.shard_batch(batch, mesh)
+    box = {"state": state}
+
+    def run() -> None:
+        with loop.activate(mesh):
+            box["state"], metrics = train_step(box["state"], batch)
+        jax.block_until_ready(metrics)
+
+    return run, count
+
+
+def torch_cnn_step(
+    config: Any, num_classes: int, batch: dict[str, np.ndarray]
+) -> tuple[Callable[[], None], int]:
+    m, o = config.model, config.optim
+    torch.manual_seed(0)
+    image_shape = batch["image"].shape[1:]
+    model = TorchVggBnCNN(num_classes, m.stage_features, m.stage_convs, m.hidden, m.dropout, image_shape)
+    model.train()
+    params = list(model.parameters())
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": o.weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ],
+        lr=o.learning_rate,
+        betas=(o.b1, o.b2),
+    )
+    images = torch.from_numpy(np.ascontiguousarray(batch["image"].transpose(0, 3, 1, 2)))
+    labels = torch.from_numpy(batch["label"]).long()
+
+    def run() -> None:
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return run, param_count(model)
+
+
+def torch_gan_step(config: Any, batch: dict[str, np.ndarray]) -> tuple[Callable[[], None], int]:
+    m, o = config.model, config.optim
+    torch.manual_seed(0)
+    image_shape = batch["image"].shape[1:]
+    generator = TorchDcganGenerator(m.noise_dim, m.width, image_shape).train()
+    discriminator = TorchDcganDiscriminator(m.width, image_shape).train()
+    g_opt = torch.optim.Adam(generator.parameters(), lr=o.learning_rate, betas=(o.b1, o.b2))
+    d_opt = torch.optim.Adam(discriminator.parameters(), lr=o.learning_rate, betas=(o.b1, o.b2))
+    real = torch.from_numpy(np.ascontiguousarray(batch["image"].transpose(0, 3, 1, 2)))
+    B = real.shape[0]
+    ones, zeros = torch.ones(B), torch.zeros(B)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+
+    def run() -> None:
+        # 1. discriminator, on real images and fakes of a generator held fixed (BN in train mode)
+        with torch.no_grad():
+            fakes = generator(torch.randn(B, m.noise_dim))
+        d_loss = bce(discriminator(real), ones) + bce(discriminator(fakes), zeros)
+        d_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_opt.step()
+        # 2. generator, fresh noise, non-saturating loss through the updated discriminator
+        discriminator.requires_grad_(False)
+        g_loss = bce(discriminator(generator(torch.randn(B, m.noise_dim))), ones)
+        g_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        g_opt.step()
+        discriminator.requires_grad_(True)
+
+    return run, param_count(generator) + param_count(discriminator)
+
+
+def benchmark(name: str, repeats: int) -> None:
+    module = SYSTEMS[name]
+    config = module.get_config(PRESET)
+    with tempfile.TemporaryDirectory() as workdir:
+        system = module.build(config, workdir)
+        batch = dict(next(iter(system.train_dataset())))
+    image_shape = tuple(batch["image"].shape[1:])
+    B = batch["image"].shape[0]
+    jax_run, jax_count = jax_step(system, batch)
+    if name == "cnn_fashion":
+        torch_run, torch_count = torch_cnn_step(config, system.data.num_classes, batch)
+        m = config.model
+        shape = (
+            f"VGG-BN stages {tuple(m.stage_features)} x {tuple(m.stage_convs)} convs, hidden {m.hidden}, "
+            f"images {'x'.join(map(str, image_shape))}, batch {B}"
+        )
+    else:
+        torch_run, torch_count = torch_gan_step(config, batch)
+        shape = (
+            f"DCGAN width {config.model.width}, noise {config.model.noise_dim}, "
+            f"images {'x'.join(map(str, image_shape))}, batch {B}"
+        )
+    assert jax_count == torch_count, f"{name}: {jax_count:,} JAX parameters but {torch_count:,} in PyTorch"
+    times = alternate({"jax": jax_run, "torch": torch_run}, repeats=repeats)
+    ratio = times["jax"] / times["torch"]
+    print(
+        f"{name} train step ({shape}; {jax_count:,} params): jax {times['jax'] * 1e3:.1f} ms, "
+        f"torch {times['torch'] * 1e3:.1f} ms, jax/torch = {ratio:.2f}",
+        flush=True,
+    )
+    results.write(
+        pathlib.Path(__file__).parent / "results" / f"{name}_step__{PRESET}.json",
+        benchmark=f"{name}_step",
+        preset=PRESET,
+        shape=shape,
+        metrics={
+            "jax_step_seconds": times["jax"],
+            "torch_step_seconds": times["torch"],
+            "jax_over_torch": ratio,
+        },
+        target={"jax_over_torch_at_most": 1.0},
+        versions={"jax": jax.__version__, "torch": torch.__version__},
+        torch_threads=torch.get_num_threads(),
+        repeats=repeats,
+        param_counts={"jax": jax_count, "torch": torch_count},
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--system", default="all", choices=(*SYSTEMS, "all"))
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    for name in SYSTEMS if args.system == "all" else (args.system,):
+        benchmark(name, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

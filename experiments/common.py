@@ -1,0 +1,41 @@
+"""What every experiment recipe does: read `--preset`, `--workdir` and `--config.KEY=VALUE` overrides,
+train (resuming from the workdir), evaluate the latest checkpoint on a whole split, write a result."""
+
+import argparse
+import pathlib
+from types import ModuleType
+from typing import Any
+
+from aigc_jax.train import config as config_lib
+from aigc_jax.train import loop
+from aigc_jax.train import mesh as mesh_lib
+
+RESULTS = pathlib.Path(__file__).parent / "results"
+
+
+def parse_args(doc: str, presets: tuple[str, ...], default: str) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--preset", default=default, choices=presets)
+    parser.add_argument("--workdir", default=None, help="default: workdirs/experiments/SYSTEM__PRESET")
+    return parser.parse_known_args()
+
+
+def workdir_for(module: ModuleType, preset: str, workdir: str | None) -> pathlib.Path:
+    return pathlib.Path(workdir or f"workdirs/experiments/{module.NAME}__{preset}")
+
+
+def train(module: ModuleType, preset: str, workdir: pathlib.Path, overrides: list[str]) -> loop.FitResult:
+    """Trains `module`'s system from its preset and the overrides into `workdir` (resuming if it can)."""
+    config = config_lib.apply_overrides(module.get_config(preset), config_lib.parse_overrides(overrides))
+    config_lib.prepare_workdir(workdir, config)
+    return loop.fit(module.build(config, workdir), workdir, mesh_lib.make_mesh(config.mesh.shape))
+
+
+def evaluate_split(module: ModuleType, workdir: pathlib.Path, split: str) -> dict[str, Any]:
+    """The latest checkpoint of `workdir`, evaluated on every example of `split`."""
+    config = config_lib.load_workdir_config(workdir)
+    config.data.eval_split = split
+    system = module.build(config, workdir)
+    mesh = mesh_lib.make_mesh(config.mesh.shape)
+    with loop.activate(mesh):
+        return loop.evaluate_state(system, loop.restore_state(system, workdir, mesh), mesh)

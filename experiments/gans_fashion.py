@@ -1,0 +1,116 @@
+"""The source's MLP GAN against a DCGAN on Fashion-MNIST, for the same wall time (source question 3).
+
+Command (2 CPU cores; needs the classifier of `python experiments/cnn_fashion.py --preset cpu` first):
+
+    python experiments/gans_fashion.py [--classifier-workdir workdirs/experiments/cnn_fashion__cpu]
+
+Each GAN's `cpu` preset trains for 10 minutes of training time (`config.train.max_train_seconds=600`),
+one after the other, so the MLP GAN (cheap steps) takes many more steps than the DCGAN in that time.
+
+Data: the embedded `fashion_mnist` train split (55,000 images) for training; the 10,000 test images for
+evaluation. Nothing was tuned on the test split: both GANs run the DCGAN paper's optimiser settings.
+
+Metrics, in the feature space of the `cnn_fashion` classifier's penultimate layer (256 features):
+- `fd_fashion`: Fréchet distance between 10,000 generated and the 10,000 test images (FID's formula,
+  not Inception FID — the numbers are not comparable with published FIDs);
+- `class_entropy`: entropy (nats) of the classifier's predicted classes over the generated images,
+  beside `real_class_entropy` of the test images (log 10 = 2.303 for ten equal classes);
+- the floor: the same metrics for 10,000 real training images against the test images, and for each
+  generator untrained.
+
+Expected result: DCGAN's fd_fashion at most half the MLP GAN's, and its class_entropy within 5% of
+real_class_entropy. Writes experiments/results/{gan_mlp_fashion,dcgan_fashion}__cpu.json. Extra
+`--config.KEY=VALUE` arguments override both GANs' presets and are recorded in the command.
+"""
+
+import argparse
+import pathlib
+
+import common
+import jax
+import numpy as np
+
+from aigc_jax import metrics, results
+from aigc_jax.data import catalog, images
+from aigc_jax.systems import cnn_fashion, dcgan_fashion, gan_mlp_fashion
+from aigc_jax.train import config as config_lib
+from aigc_jax.train import loop
+from aigc_jax.train import mesh as mesh_lib
+from aigc_jax.train.state import create_train_state
+
+NUM_IMAGES = 10_000
+
+
+def real_floor(classifier_workdir: str) -> dict[str, float]:
+    """fd_fashion and class entropies of 10,000 real training images against the 10,000 test images."""
+    extract = jax.jit(cnn_fashion.load_feature_extractor(classifier_workdir))
+
+    def moments(split: str) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+        pixels = catalog.arrays("fashion_mnist", split)["image"][:NUM_IMAGES]
+        outputs = [extract(images.to_float(pixels[i : i + 500])) for i in range(0, len(pixels), 500)]
+        features, logits = zip(*outputs, strict=True)
+        features = np.concatenate(features).astype(np.float64)
+        classes = np.bincount(np.argmax(np.concatenate(logits), -1), minlength=10)
+        return (features.mean(0), np.cov(features, rowvar=False)), classes
+
+    (train_gaussian, train_classes), (test_gaussian, test_classes) = moments("train"), moments("test")
+    return {
+        "fd_fashion": metrics.frechet_distance(*train_gaussian, *test_gaussian),
+        "class_entropy": metrics.class_entropy(train_classes),
+        "real_class_entropy": metrics.class_entropy(test_classes),
+    }
+
+
+def untrained(module, overrides: list[str], workdir: pathlib.Path) -> dict[str, float]:
+    config = config_lib.apply_overrides(module.get_config("cpu"), config_lib.parse_overrides(overrides))
+    system = module.build(config, workdir)
+    mesh = mesh_lib.make_mesh(config.mesh.shape)
+    with loop.activate(mesh):
+        state, _ = create_train_state(
+            system.init_variables, system.tx, mesh, jax.random.PRNGKey(config.train.seed)
+        )
+        return loop.evaluate_state(system, state, mesh)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--classifier-workdir", default="workdirs/experiments/cnn_fashion__cpu")
+    args, extra = parser.parse_known_args()
+    overrides = [f"--config.eval.classifier_workdir={args.classifier_workdir}", *extra]
+    floor = real_floor(args.classifier_workdir)
+    print("real data floor:", floor)
+    runs = {}
+    for module in (gan_mlp_fashion, dcgan_fashion):
+        workdir = common.workdir_for(module, "cpu", None)
+        before = untrained(module, overrides, workdir)
+        fit = common.train(module, "cpu", workdir, overrides)
+        runs[module.NAME] = {**fit.metrics, "train_seconds": fit.train_seconds, "steps": fit.steps}
+        runs[module.NAME]["untrained"] = {k: before[k] for k in ("fd_fashion", "class_entropy")}
+        print(module.NAME, runs[module.NAME])
+    mlp, dcgan = runs[gan_mlp_fashion.NAME], runs[dcgan_fashion.NAME]
+    comparison = {
+        "dcgan_over_mlp_fd_fashion": dcgan["fd_fashion"] / mlp["fd_fashion"],
+        "dcgan_class_entropy_relative_gap": abs(dcgan["class_entropy"] / dcgan["real_class_entropy"] - 1),
+    }
+    for module in (gan_mlp_fashion, dcgan_fashion):
+        run = runs[module.NAME]
+        results.write(
+            common.RESULTS / f"{module.NAME}__cpu.json",
+            experiment="gans_fashion",
+            system=module.NAME,
+            preset="cpu",
+            metrics={k: v for k, v in run.items() if k not in ("steps",)},
+            real_data_floor=floor,
+            comparison=comparison,
+            target={
+                "dcgan_over_mlp_fd_fashion_at_most": 0.5,
+                "dcgan_class_entropy_relative_gap_at_most": 0.05,
+            },
+            steps=run["steps"],
+            classifier_workdir=args.classifier_workdir,
+        )
+    print(comparison)
+
+
+if __name__ == "__main__":
+    main()

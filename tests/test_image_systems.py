@@ -1,0 +1,197 @@
+"""The image systems: cnn_fashion, gan_mlp_fashion, dcgan_fashion, unet_fashion_scenes.
+
+Smoke presets run on the 8×8 `digits` (and `fashion_scenes` for the U-Net), so these stay fast."""
+
+import shutil
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aigc_jax.models import convnets
+from aigc_jax.systems import cnn_fashion, dcgan_fashion, gan_mlp_fashion, unet_fashion_scenes
+from aigc_jax.train import config as config_lib
+from aigc_jax.train import loop
+from aigc_jax.train import mesh as mesh_lib
+from aigc_jax.train.state import create_train_state, param_count
+from tests.helpers import host, run_steps, single_device_mesh
+
+FASHION = jnp.zeros((2, 28, 28, 1))
+NOISE = jnp.zeros((2, 100))
+
+
+def _smoke(module, tmp_path, **overrides):
+    config = config_lib.apply_overrides(module.get_config("smoke"), overrides)
+    return module.build(config, tmp_path)
+
+
+def _count_and_output(model, x):
+    variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))
+    output = jax.eval_shape(model.apply, variables, x)
+    return param_count(nn.unbox(variables["params"])), output
+
+
+def test_seed_cnn_is_the_source_network():
+    count, (logits, features) = _count_and_output(convnets.SeedCNN(), FASHION)
+    # conv 3×3×1×32 + 32; 26×26 → pool 13×13×32 = 5,408 → dense 128; dense 10
+    assert count == (9 * 32 + 32) + (5408 * 128 + 128) + (128 * 10 + 10) == 693_962
+    assert logits.shape == (2, 10) and features.shape == (2, 128)
+
+
+def test_vgg_bn_cnn_of_the_cpu_preset():
+    m = cnn_fashion.get_config("cpu").model
+    model = convnets.VggBnCNN(10, m.stage_features, m.stage_convs, m.hidden, m.dropout)
+    count, (logits, features) = _count_and_output(model, FASHION)
+    convs = 9 * (1 * 32 + 32 * 64 + 64 * 64 + 64 * 128 + 128 * 128)  # bias-free, BatchNorm after each
+    batch_norms = 2 * (32 + 64 + 64 + 128 + 128)
+    assert count == convs + batch_norms + (3 * 3 * 128 * 256 + 256) + (256 * 10 + 10) == 575_338
+    assert logits.shape == (2, 10) and features.shape == (2, 256)
+
+
+def test_mlp_gan_is_the_source_network():
+    g_count, fakes = _count_and_output(convnets.MlpGenerator(), NOISE)
+    d_count, logits = _count_and_output(convnets.MlpDiscriminator(), FASHION)
+    assert (
+        g_count
+        == (100 * 256 + 256) + (256 * 512 + 512) + (512 * 1024 + 1024) + (1024 * 784 + 784)
+        == 1_486_352
+    )
+    assert d_count == (784 * 1024 + 1024) + (1024 * 512 + 512) + (512 * 256 + 256) + (256 + 1) == 1_460_225
+    assert fakes.shape == (2, 28, 28, 1) and logits.shape == (2,)
+
+
+def test_dcgan_shapes_and_counts():
+    g_count, fakes = _count_and_output(convnets.DcganGenerator(width=64), NOISE)
+    d_count, logits = _count_and_output(convnets.DcganDiscriminator(width=64), FASHION)
+    assert g_count == 100 * 7 * 7 * 128 + 2 * 128 + 4 * 4 * 128 * 64 + 2 * 64 + (4 * 4 * 64 + 1) == 759_681
+    assert d_count == (4 * 4 * 64 + 64) + 4 * 4 * 64 * 128 + 2 * 128 + (7 * 7 * 128 + 1) == 138_689
+    assert fakes.shape == (2, 28, 28, 1) and logits.shape == (2,)
+
+
+def test_unet_shapes_and_count():
+    count, logits = _count_and_output(convnets.UNet(11, (16, 32, 64, 128)), jnp.zeros((2, 64, 64, 1)))
+    assert logits.shape == (2, 64, 64, 11)
+    def block(c_in, c_out):  # two bias-free 3×3 convs, each with BatchNorm (scale + bias)
+        return 9 * c_in * c_out + 9 * c_out * c_out + 4 * c_out
+
+    def up(c_in, c_out):  # 2×2 transposed conv with bias
+        return 4 * c_in * c_out + c_out
+
+    encoder = block(1, 16) + block(16, 32) + block(32, 64) + block(64, 128)
+    decoder = up(128, 64) + block(128, 64) + up(64, 32) + block(64, 32) + up(32, 16) + block(32, 16)
+    assert count == encoder + decoder + (16 * 11 + 11) == 482_619
+
+
+def _fixed_batch(system):
+    return next(iter(system.train_dataset()))
+
+
+def test_classifier_overfits_one_batch(tmp_path):
+    system = _smoke(cnn_fashion, tmp_path, **{"model.dropout": "0.0", "optim.schedule": "constant"})
+    _, history = run_steps(system, single_device_mesh(), 30, _fixed_batch(system))
+    assert history[-1]["loss"] < 0.3 * history[0]["loss"], [h["loss"] for h in history]
+
+
+def test_unet_overfits_one_batch(tmp_path):
+    system = _smoke(unet_fashion_scenes, tmp_path, **{"optim.schedule": "constant"})
+    _, history = run_steps(system, single_device_mesh(), 30, _fixed_batch(system))
+    assert history[-1]["loss"] < 0.5 * history[0]["loss"], [h["loss"] for h in history]
+
+
+@pytest.mark.parametrize("module", [gan_mlp_fashion, dcgan_fashion], ids=["mlp", "dcgan"])
+def test_gan_generator_moves_toward_one_batch(tmp_path, module):
+    """On one repeated real batch, the generator's mean image approaches the batch's mean image."""
+    system = _smoke(module, tmp_path, **{"optim.learning_rate": "2e-3", "model.noise_dim": "16"})
+    batch = _fixed_batch(system)
+    target = batch["image"].mean(axis=0)
+
+    def distance(state):
+        with loop.activate(single_device_mesh()):
+            fakes = system.sample(state, jax.random.PRNGKey(1), num_samples=64).images
+        return float(np.mean((fakes.mean(axis=0) - target) ** 2))
+
+    mesh = single_device_mesh()
+    with loop.activate(mesh):
+        initial, _ = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(0))
+    before = distance(initial)
+    state, _ = run_steps(system, mesh, 60, batch)
+    assert distance(state) < 0.5 * before
+
+
+@pytest.mark.parametrize(
+    "module", [cnn_fashion, dcgan_fashion, unet_fashion_scenes], ids=["cnn", "dcgan", "unet"]
+)
+def test_sharded_step_equals_single_device_step_with_batch_norm(tmp_path, module):
+    system = _smoke(module, tmp_path)
+    batches = iter(system.train_dataset())
+    batch = next(batches)
+    single, single_history = run_steps(system, single_device_mesh(), 2, batch)
+    sharded, history = run_steps(system, mesh_lib.make_mesh((8, 1, 1)), 2, batch)
+    for name in history[-1]:
+        np.testing.assert_allclose(history[-1][name], single_history[-1][name], rtol=1e-4, atol=1e-5)
+    # BatchNorm statistics of the sharded batch are global: the same as on one device
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+        host(sharded.model_state),
+        host(single.model_state),
+    )
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4), host(sharded.params), host(single.params)
+    )
+
+
+def test_gan_resume_equals_an_uninterrupted_run(tmp_path):
+    overrides = {"train.num_steps": "20", "train.checkpoint_every": "10", "train.eval_every": "0"}
+    full_dir, resumed_dir = tmp_path / "full", tmp_path / "resumed"
+    mesh = mesh_lib.make_mesh((-1, 1, 1))
+    loop.fit(_smoke(dcgan_fashion, full_dir, **overrides), full_dir, mesh)
+    shutil.copytree(full_dir, resumed_dir)
+    shutil.rmtree(resumed_dir / "checkpoints" / "20")
+    loop.fit(_smoke(dcgan_fashion, resumed_dir, **overrides), resumed_dir, mesh)
+    with loop.activate(mesh):
+        full = host(loop.restore_state(_smoke(dcgan_fashion, full_dir, **overrides), full_dir, mesh))
+        resumed = host(loop.restore_state(_smoke(dcgan_fashion, resumed_dir, **overrides), resumed_dir, mesh))
+    assert int(resumed.step) == 20
+    assert set(resumed.params) == set(resumed.opt_state) == {"generator", "discriminator"}
+    for part in ("params", "opt_state", "model_state"):
+        jax.tree.map(np.testing.assert_array_equal, getattr(resumed, part), getattr(full, part))
+
+
+def test_gan_sampling_is_deterministic_for_a_seed(tmp_path):
+    system = _smoke(gan_mlp_fashion, tmp_path)
+    mesh = single_device_mesh()
+    with loop.activate(mesh):
+        state, _ = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(0))
+        a, b, c = (system.sample(state, jax.random.PRNGKey(s)).images for s in (5, 5, 6))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c) and a.shape == (16, 8, 8, 1) and np.abs(a).max() <= 1.0
+    paths = system.write_samples(system.sample(state, jax.random.PRNGKey(5)), tmp_path / "samples", "grid")
+    assert paths[0].read_bytes().startswith(b"\x89PNG")
+
+
+def test_gan_evaluation_measures_fd_and_class_entropy_with_a_trained_classifier(tmp_path):
+    classifier_dir = tmp_path / "classifier"
+    classifier_config = cnn_fashion.get_config("smoke")
+    config_lib.prepare_workdir(classifier_dir, classifier_config)
+    loop.fit(
+        cnn_fashion.build(classifier_config, classifier_dir), classifier_dir, mesh_lib.make_mesh((-1, 1, 1))
+    )
+    gan = _smoke(gan_mlp_fashion, tmp_path / "gan", **{"eval.classifier_workdir": str(classifier_dir)})
+    result = loop.fit(gan, tmp_path / "gan", mesh_lib.make_mesh((-1, 1, 1)))
+    assert result.metrics["fd_fashion"] > 0
+    assert 0 <= result.metrics["class_entropy"] <= np.log(10) + 1e-6
+    assert result.metrics["real_class_entropy"] > 0
+    assert (tmp_path / "gan" / "samples" / "step_0000020.png").exists()
+
+
+def test_classifier_sample_is_a_confusion_matrix(tmp_path):
+    system = _smoke(cnn_fashion, tmp_path)
+    mesh = mesh_lib.make_mesh((-1, 1, 1))
+    with loop.activate(mesh):
+        state, _ = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(0))
+        report = system.sample(state, jax.random.PRNGKey(0))
+    assert report.confusion.shape == (10, 10) and report.confusion.sum() == 180  # the digits validation split
+    paths = system.write_samples(report, tmp_path, "report")
+    assert [p.suffix for p in paths] == [".png", ".txt"]
