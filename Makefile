@@ -25,3 +25,4 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/gpt_step.py
 	$(BIN)/python benchmarks/gpt_sampling.py
+	$(BIN)/python benchmarks/image_steps.py

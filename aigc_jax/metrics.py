@@ -5,6 +5,9 @@ loop can add them over batches and devices; the functions here turn the sums int
 Host-side functions use float64 numpy: covariances and Fréchet distances lose digits in float32.
 """
 
+import re
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,6 +48,15 @@ def iou_per_class(confusion: np.ndarray) -> np.ndarray:
 def mean_iou(confusion: np.ndarray) -> float:
     """The mean of the per-class IoUs over the classes that occur (in truth or prediction)."""
     return float(np.nanmean(iou_per_class(confusion)))
+
+
+def by_class(prefix: str, class_names: Sequence[str], values: np.ndarray) -> dict[str, float]:
+    """Per-class values as scalar metrics:
+    ("accuracy", ["T-shirt/top"], [0.9]) → {"accuracy_t_shirt_top": 0.9}."""
+    return {
+        f"{prefix}_{'_'.join(re.findall(r'[a-z0-9]+', name.lower()))}": float(value)
+        for name, value in zip(class_names, values, strict=True)
+    }
 
 
 # --- generative models ----------------------------------------------------------------------------

@@ -30,9 +30,7 @@ from aigc_jax.systems import cnn_fashion
 
 def main() -> None:
     args, overrides = common.parse_args(__doc__, cnn_fashion.PRESETS, "cpu")
-    workdir = common.workdir_for(cnn_fashion, args.preset, args.workdir)
-    fit = common.train(cnn_fashion, args.preset, workdir, overrides)
-    test = common.evaluate_split(cnn_fashion, workdir, "test")
+    fit, test = common.train_then_test(cnn_fashion, args, overrides)
     record = results.write(
         common.RESULTS / f"cnn_fashion__{args.preset}.json",
         experiment="cnn_fashion",

@@ -39,3 +39,12 @@ def evaluate_split(module: ModuleType, workdir: pathlib.Path, split: str) -> dic
     mesh = mesh_lib.make_mesh(config.mesh.shape)
     with loop.activate(mesh):
         return loop.evaluate_state(system, loop.restore_state(system, workdir, mesh), mesh)
+
+
+def train_then_test(
+    module: ModuleType, args: argparse.Namespace, overrides: list[str]
+) -> tuple[loop.FitResult, dict[str, Any]]:
+    """Trains (watching the validation split), then evaluates the final state on the test split."""
+    workdir = workdir_for(module, args.preset, args.workdir)
+    fit = train(module, args.preset, workdir, overrides)
+    return fit, evaluate_split(module, workdir, "test")

@@ -29,9 +29,7 @@ from aigc_jax.systems import unet_fashion_scenes
 
 def main() -> None:
     args, overrides = common.parse_args(__doc__, unet_fashion_scenes.PRESETS, "cpu")
-    workdir = common.workdir_for(unet_fashion_scenes, args.preset, args.workdir)
-    fit = common.train(unet_fashion_scenes, args.preset, workdir, overrides)
-    test = common.evaluate_split(unet_fashion_scenes, workdir, "test")
+    fit, test = common.train_then_test(unet_fashion_scenes, args, overrides)
     record = results.write(
         common.RESULTS / f"unet_fashion_scenes__{args.preset}.json",
         experiment="unet_fashion_scenes",

@@ -73,6 +73,7 @@ def test_dcgan_shapes_and_counts():
 def test_unet_shapes_and_count():
     count, logits = _count_and_output(convnets.UNet(11, (16, 32, 64, 128)), jnp.zeros((2, 64, 64, 1)))
     assert logits.shape == (2, 64, 64, 11)
+
     def block(c_in, c_out):  # two bias-free 3×3 convs, each with BatchNorm (scale + bias)
         return 9 * c_in * c_out + 9 * c_out * c_out + 4 * c_out
 
@@ -195,3 +196,8 @@ def test_classifier_sample_is_a_confusion_matrix(tmp_path):
     assert report.confusion.shape == (10, 10) and report.confusion.sum() == 180  # the digits validation split
     paths = system.write_samples(report, tmp_path, "report")
     assert [p.suffix for p in paths] == [".png", ".txt"]
+
+
+def test_reshape_max_pool_equals_linen_max_pool():
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 7, 9, 3))
+    np.testing.assert_array_equal(convnets.max_pool_2x2(x), nn.max_pool(x, (2, 2), strides=(2, 2)))

@@ -51,3 +51,8 @@ def test_frechet_distance_of_gaussians_matches_the_closed_form():
 def test_class_entropy_measures_coverage():
     assert np.isclose(metrics.class_entropy(np.full(10, 7.0)), np.log(10))
     assert metrics.class_entropy(np.array([5.0, 0, 0])) == 0.0
+
+
+def test_per_class_values_get_readable_metric_names():
+    named = metrics.by_class("iou", ("background", "T-shirt/top"), np.array([0.5, 0.25]))
+    assert named == {"iou_background": 0.5, "iou_t_shirt_top": 0.25}

@@ -209,10 +209,17 @@ class ImageSplits:
     Splits load on first use (a few seconds for Fashion-MNIST) and stay in memory.
     """
 
-    def __init__(self, config: ml_collections.ConfigDict, global_batch_size: int, seed: int):
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        global_batch_size: int,
+        seed: int,
+        augment: Augment | None = None,
+    ):
         self.config = config
         self.global_batch_size = global_batch_size
         self.seed = seed
+        self.augment = augment
         self.class_names = catalog.get_spec(config.name).class_names
 
     @functools.cache  # noqa: B019 -- one instance per system, kept for the system's lifetime
@@ -227,8 +234,24 @@ class ImageSplits:
     def image_shape(self) -> tuple[int, ...]:
         return tuple(self.arrays("train")["image"].shape[1:])
 
-    def train_dataset(self, augment: Augment | None = None) -> grain.IterDataset:
-        return train_dataset(self.arrays("train"), self.global_batch_size, self.seed, augment)
+    def train_dataset(self) -> grain.IterDataset:
+        return train_dataset(self.arrays("train"), self.global_batch_size, self.seed, self.augment)
 
     def eval_batches(self, max_batches: int | None = None) -> Iterator[dict[str, np.ndarray]]:
         return eval_batches(self.arrays(self.config.eval_split), self.global_batch_size, max_batches)
+
+
+class ImageDataMethods:
+    """The data side of the `System` contract for a system whose `self.data` is an `ImageSplits`; image
+    systems inherit it rather than each repeating it."""
+
+    data: ImageSplits
+
+    def count_items(self, batch: dict[str, np.ndarray]) -> int:
+        return int(batch["image"].shape[0])
+
+    def train_dataset(self) -> grain.IterDataset:
+        return self.data.train_dataset()
+
+    def eval_batches(self, max_batches: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+        return self.data.eval_batches(max_batches)

@@ -14,6 +14,18 @@ import jax
 import jax.numpy as jnp
 
 
+def max_pool_2x2(x_BHWC: jax.Array) -> jax.Array:
+    """2×2 max-pool, stride 2 (odd edges dropped, as `nn.max_pool` with VALID padding).
+
+    The same forward as `max_pool_2x2(x)`, written as a reshape and a max: XLA's
+    CPU backward of `reduce_window` (`select_and_scatter`) cost ~119 ms of a 452 ms VGG-BN step here,
+    the reshape's backward 3–5× less. Gradients differ only at exact ties (split instead of first-wins).
+    """
+    B, H, W, C = x_BHWC.shape
+    x = x_BHWC[:, : H // 2 * 2, : W // 2 * 2]
+    return x.reshape(B, H // 2, 2, W // 2, 2, C).max(axis=(2, 4))
+
+
 def _conv_bn_relu(x: jax.Array, features: int, train: bool) -> jax.Array:
     x = nn.Conv(features, (3, 3), use_bias=False)(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
@@ -30,7 +42,7 @@ class SeedCNN(nn.Module):
     def __call__(self, x_BHWC: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
         """Returns (logits [B, classes], penultimate features [B, 128])."""
         x = nn.relu(nn.Conv(32, (3, 3), padding="VALID")(x_BHWC))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool_2x2(x)
         features = nn.relu(nn.Dense(128)(x.reshape(x.shape[0], -1)))
         return nn.Dense(self.num_classes)(features), features
 
@@ -52,7 +64,7 @@ class VggBnCNN(nn.Module):
         for features, convs in zip(self.stage_features, self.stage_convs, strict=True):
             for _ in range(convs):
                 x = _conv_bn_relu(x, features, train)
-            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+            x = max_pool_2x2(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x.reshape(x.shape[0], -1))
         features = nn.relu(nn.Dense(self.hidden)(x))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
@@ -146,7 +158,7 @@ class UNet(nn.Module):
         for features in self.level_features[:-1]:
             x = block(x, features)
             skips.append(x)
-            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+            x = max_pool_2x2(x)
         x = block(x, self.level_features[-1])
         for features, skip in zip(reversed(self.level_features[:-1]), reversed(skips), strict=True):
             x = nn.ConvTranspose(features, (2, 2), strides=(2, 2))(x)

@@ -16,11 +16,9 @@ Presets:
 
 import dataclasses
 import pathlib
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -80,11 +78,6 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     return config
 
 
-def _slug(name: str) -> str:
-    """ "T-shirt/top" → "t_shirt_top", for metric names."""
-    return "_".join(re.findall(r"[a-z0-9]+", name.lower()))
-
-
 def make_model(model_config: ml_collections.ConfigDict, num_classes: int) -> Any:
     if model_config.arch == "seed":
         return SeedCNN(num_classes)
@@ -109,13 +102,14 @@ class ClassifierReport:
 
 
 @dataclasses.dataclass
-class CnnFashion:
+class CnnFashion(images.ImageDataMethods):
     """The `System` for image classification on an image data set."""
 
     config: ml_collections.ConfigDict
 
     def __post_init__(self) -> None:
-        self.data = images.ImageSplits(self.config.data, self.config.train.batch_size, self.config.train.seed)
+        c = self.config
+        self.data = images.ImageSplits(c.data, c.train.batch_size, c.train.seed, images.Augment(**c.augment))
         self.model = make_model(self.config.model, self.data.num_classes)
         self.tx, self.schedule = optim.make_optimizer(self.config.optim, self.config.train.num_steps)
 
@@ -156,20 +150,8 @@ class CnnFashion:
         return {
             "loss": float(totals["nll"] / totals["weight"]),
             "accuracy": metrics.accuracy(totals["confusion"]),
-            **{
-                f"accuracy_{_slug(name)}": float(a)
-                for name, a in zip(self.data.class_names, per_class, strict=True)
-            },
+            **metrics.by_class("accuracy", self.data.class_names, per_class),
         }
-
-    def count_items(self, batch: dict[str, np.ndarray]) -> int:
-        return int(batch["image"].shape[0])
-
-    def train_dataset(self) -> grain.IterDataset:
-        return self.data.train_dataset(images.Augment(**self.config.augment))
-
-    def eval_batches(self, max_batches: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-        return self.data.eval_batches(max_batches)
 
     def sample(self, state: TrainState, rng: jax.Array, **options: Any) -> ClassifierReport:
         """The confusion matrix over the evaluation split (`num_samples` > 0 reads that many batches)."""

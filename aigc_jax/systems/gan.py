@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import flax.linen as nn
-import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -76,7 +75,7 @@ def _bce(logits: jax.Array, label: float) -> jax.Array:
 
 
 @dataclasses.dataclass
-class Gan:
+class Gan(images.ImageDataMethods):
     """The `System` for a GAN on an image data set, with any generator / discriminator pair."""
 
     config: ml_collections.ConfigDict
@@ -223,13 +222,7 @@ class Gan:
             }
         return result
 
-    def count_items(self, batch: dict[str, np.ndarray]) -> int:
-        return int(batch["image"].shape[0])
-
     # --- data ------------------------------------------------------------------------------------
-
-    def train_dataset(self) -> grain.IterDataset:
-        return self.data.train_dataset()
 
     def eval_batches(self, max_batches: int | None = None) -> Iterator[dict[str, np.ndarray]]:
         """The evaluation split's images, each batch with its own fixed noise, so every evaluation of a

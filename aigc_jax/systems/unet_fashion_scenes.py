@@ -12,10 +12,8 @@ Presets: `smoke` (seconds, for tests), `cpu` (~20 min on 2 cores; experiments/un
 
 import dataclasses
 import pathlib
-from collections.abc import Iterator
 from typing import Any
 
-import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -74,13 +72,14 @@ class Segmentations:
 
 
 @dataclasses.dataclass
-class UnetFashionScenes:
+class UnetFashionScenes(images.ImageDataMethods):
     """The `System` for per-pixel classification of scenes."""
 
     config: ml_collections.ConfigDict
 
     def __post_init__(self) -> None:
-        self.data = images.ImageSplits(self.config.data, self.config.train.batch_size, self.config.train.seed)
+        c = self.config
+        self.data = images.ImageSplits(c.data, c.train.batch_size, c.train.seed, images.Augment(**c.augment))
         self.model = UNet(self.data.num_classes, tuple(self.config.model.level_features))
         self.tx, self.schedule = optim.make_optimizer(self.config.optim, self.config.train.num_steps)
 
@@ -116,16 +115,8 @@ class UnetFashionScenes:
             "loss": float(totals["nll"] / totals["weight"]),
             "mean_iou": metrics.mean_iou(totals["confusion"]),
             "pixel_accuracy": metrics.accuracy(totals["confusion"]),
+            **metrics.by_class("iou", self.data.class_names, metrics.iou_per_class(totals["confusion"])),
         }
-
-    def count_items(self, batch: dict[str, np.ndarray]) -> int:
-        return int(batch["image"].shape[0])
-
-    def train_dataset(self) -> grain.IterDataset:
-        return self.data.train_dataset(images.Augment(**self.config.augment))
-
-    def eval_batches(self, max_batches: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-        return self.data.eval_batches(max_batches)
 
     def sample(self, state: TrainState, rng: jax.Array, **options: Any) -> Segmentations:
         """The first `num_samples` scenes of the evaluation split from `rng`'s shuffle, segmented."""
