@@ -15,8 +15,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/aigc-jax train gpt_shakespeare --preset cpu --workdir workdirs/demo
 
+# Fashion-MNIST's IDX files come from Debian; installed here when running as root (CI), else explained.
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+$(FASHION_MNIST):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	else echo "Fashion-MNIST is missing: run  sudo apt-get install dataset-fashion-mnist" >&2; exit 1; fi
+
 # Lint, format check, then the test suite on 8 simulated CPU devices (tests/conftest.py sets them).
-test: $(STAMP)
+test: $(STAMP) $(FASHION_MNIST)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
