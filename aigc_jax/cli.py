@@ -19,10 +19,10 @@ from aigc_jax.train import config as config_lib
 
 
 def _cmd_list(args: argparse.Namespace) -> None:
-    print(f"{'system':<22} {'questions':<10} {'data':<14} {'status':<22} description")
+    print(f"{'system':<22} {'questions':<10} {'data':<15} {'status':<22} description")
     for spec in systems.REGISTRY.values():
         questions = ",".join(str(q) for q in spec.seed_questions)
-        print(f"{spec.name:<22} {questions:<10} {spec.data:<14} {spec.status:<22} {spec.description}")
+        print(f"{spec.name:<22} {questions:<10} {spec.data:<15} {spec.status:<22} {spec.description}")
 
 
 def _cmd_data(args: argparse.Namespace) -> None:
