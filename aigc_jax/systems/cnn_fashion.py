@@ -9,7 +9,7 @@ accuracy. The trained classifier's penultimate layer is also the feature space o
 Presets:
 - `smoke`: seconds on the 8×8 `digits`, for tests.
 - `seed`: the source's network (conv 3×3×32, max-pool, dense 128, dense 10), no augmentation.
-- `cpu`: a VGG-style net with BatchNorm, dropout and augmentation, ~25 min on 2 CPU cores
+- `cpu`: a VGG-style net with BatchNorm, dropout and flips, ~29 min on 2 CPU cores
   (experiments/cnn_fashion.py records its test accuracy).
 - `full`: the same net, wider and longer, for an accelerator.
 """
@@ -47,10 +47,10 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
             "stage_features": (32, 64, 128),
             "stage_convs": (1, 2, 2),
             "hidden": 256,
-            "dropout": 0.3,
+            "dropout": 0.2,
         }
     )
-    config.augment = ml_collections.ConfigDict({"crop_padding": 2, "flip": True})
+    config.augment = ml_collections.ConfigDict({"crop_padding": 0, "flip": True})
     config.sample = ml_collections.ConfigDict({"num_samples": 0})  # 0: the whole evaluation split
     config.train.update(batch_size=128, eval_batches=10)
     config.optim.update(learning_rate=2e-3, warmup_steps=200, b2=0.999, weight_decay=0.05, grad_clip_norm=0.0)
@@ -69,9 +69,10 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         config.train.update(num_steps=4300, log_every=100, eval_every=1000, checkpoint_every=1000)
         config.optim.update(name="adam", learning_rate=1e-3, schedule="constant", warmup_steps=1)
     elif preset == "cpu":
-        # ~360 images/s on 2 cores (XLA's CPU convolutions are the limit): 4,000 steps of 128 is about
-        # 9 epochs of the 55,000 training images in ~24 minutes.
-        config.train.update(num_steps=4000, log_every=100, eval_every=1000, checkpoint_every=1000)
+        # ~370 images/s on 2 cores (XLA's CPU convolutions are the limit): 4,500 steps of 128 is ~10 epochs
+        # in ~29 minutes. At that budget the net under-fits, so flips only and dropout 0.2 (validation
+        # 0.9406) beat random crops and dropout 0.3 (0.9318, 4,000 steps); experiments/cnn_fashion.py.
+        config.train.update(num_steps=4500, log_every=100, eval_every=1000, checkpoint_every=1000)
     elif preset == "full":
         config.model.update(stage_features=(64, 128, 256), stage_convs=(2, 2, 2), hidden=512, dropout=0.4)
         config.train.update(num_steps=20000, log_every=100, eval_every=2000, checkpoint_every=2000)
