@@ -10,15 +10,13 @@ benchmarks/results/gpt_step__<preset>.json with both times and `jax_over_torch` 
 """
 
 import argparse
-import pathlib
 
 import jax
 import numpy as np
 import torch
-from common import alternate
+from common import alternate, report_step_ratio
 from torch_gpt import TorchGPT
 
-from aigc_jax import results
 from aigc_jax.data import text
 from aigc_jax.systems import gpt_shakespeare
 from aigc_jax.train import loop
@@ -79,28 +77,9 @@ def main() -> None:
         {"jax": jax_step(config, tokens), "torch": torch_step(config, tokens, config.model.vocab_size)},
         repeats=args.repeats,
     )
-    ratio = times["jax"] / times["torch"]
     m = config.model
     shape = f"{m.num_layers} layers, {m.num_heads} heads, {m.embed_dim} wide, context {T}, batch {B}"
-    print(
-        f"gpt train step ({shape}): jax {times['jax'] * 1e3:.1f} ms, torch {times['torch'] * 1e3:.1f} ms, "
-        f"jax/torch = {ratio:.2f}"
-    )
-    results.write(
-        pathlib.Path(__file__).parent / "results" / f"gpt_step__{args.preset}.json",
-        benchmark="gpt_step",
-        preset=args.preset,
-        shape=shape,
-        metrics={
-            "jax_step_seconds": times["jax"],
-            "torch_step_seconds": times["torch"],
-            "jax_over_torch": ratio,
-        },
-        target={"jax_over_torch_at_most": 1.0},
-        versions={"jax": jax.__version__, "torch": torch.__version__},
-        torch_threads=torch.get_num_threads(),
-        repeats=args.repeats,
-    )
+    report_step_ratio("gpt_step", args.preset, shape, times, args.repeats)
 
 
 if __name__ == "__main__":

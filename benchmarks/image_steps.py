@@ -20,7 +20,6 @@ parameter counts, and writes benchmarks/results/<system>_step__cpu.json with bot
 """
 
 import argparse
-import pathlib
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -28,10 +27,9 @@ from typing import Any
 import jax
 import numpy as np
 import torch
-from common import alternate
+from common import alternate, report_step_ratio
 from torch_convnets import TorchDcganDiscriminator, TorchDcganGenerator, TorchVggBnCNN, param_count
 
-from aigc_jax import results
 from aigc_jax.systems import cnn_fashion, dcgan_fashion
 from aigc_jax.train import loop
 from aigc_jax.train import mesh as mesh_lib
@@ -145,26 +143,12 @@ def benchmark(name: str, repeats: int) -> None:
         )
     assert jax_count == torch_count, f"{name}: {jax_count:,} JAX parameters but {torch_count:,} in PyTorch"
     times = alternate({"jax": jax_run, "torch": torch_run}, repeats=repeats)
-    ratio = times["jax"] / times["torch"]
-    print(
-        f"{name} train step ({shape}; {jax_count:,} params): jax {times['jax'] * 1e3:.1f} ms, "
-        f"torch {times['torch'] * 1e3:.1f} ms, jax/torch = {ratio:.2f}",
-        flush=True,
-    )
-    results.write(
-        pathlib.Path(__file__).parent / "results" / f"{name}_step__{PRESET}.json",
-        benchmark=f"{name}_step",
-        preset=PRESET,
-        shape=shape,
-        metrics={
-            "jax_step_seconds": times["jax"],
-            "torch_step_seconds": times["torch"],
-            "jax_over_torch": ratio,
-        },
-        target={"jax_over_torch_at_most": 1.0},
-        versions={"jax": jax.__version__, "torch": torch.__version__},
-        torch_threads=torch.get_num_threads(),
-        repeats=repeats,
+    report_step_ratio(
+        f"{name}_step",
+        PRESET,
+        f"{shape}; {jax_count:,} params",
+        times,
+        repeats,
         param_counts={"jax": jax_count, "torch": torch_count},
     )
 

