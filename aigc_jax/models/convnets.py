@@ -103,6 +103,41 @@ class MlpDiscriminator(nn.Module):
         return nn.Dense(1)(x)[:, 0]
 
 
+class ConvTranspose4x4Stride2(nn.Module):
+    """`nn.ConvTranspose(features, (4, 4), strides=(2, 2), use_bias=False)` (SAME padding), computed as four
+    2×2 convolutions, one per output phase, interleaved.
+
+    The same function and parameter (a [4, 4, in, out] kernel), faster on XLA's CPU: output pixel
+    (2m + p, 2l + q) only ever sees kernel taps [p::2, q::2] over input rows m-1+p, m+p (and likewise for
+    columns), so each phase is a plain 2×2 convolution of the input padded on one side. The transposed conv
+    XLA would run instead dilates the input with zeros, and its kernel gradient cost 86 of a 99 ms DCGAN
+    step here; the phase form's is ~4× cheaper. (For the 1-channel output layer the plain op is faster.)
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x_BHWC: jax.Array) -> jax.Array:
+        B, H, W, C = x_BHWC.shape
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (4, 4, C, self.features))
+        rows = []
+        for p in (0, 1):
+            phases = []
+            for q in (0, 1):
+                padded = jnp.pad(x_BHWC, ((0, 0), (1 - p, p), (1 - q, q), (0, 0)))
+                phases.append(
+                    jax.lax.conv_general_dilated(
+                        padded,
+                        kernel[p::2, q::2],
+                        (1, 1),
+                        "VALID",
+                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                    )
+                )
+            rows.append(jnp.stack(phases, axis=3))  # [B, H, W, q, features]
+        return jnp.stack(rows, axis=2).reshape(B, 2 * H, 2 * W, self.features)  # [B, H, p, W, q, ...]
+
+
 class DcganGenerator(nn.Module):
     """DCGAN generator (Radford et al., 2016): noise → dense (H/4)×(W/4)×2w → BN → ReLU → transposed conv
     4×4/2 to (H/2)×(W/2)×w → BN → ReLU → transposed conv 4×4/2 to H×W×C → tanh. For 28×28: 7 → 14 → 28."""
@@ -119,7 +154,7 @@ class DcganGenerator(nn.Module):
         h, w = height // 4, width // 4
         x = nn.Dense(h * w * 2 * self.width, use_bias=False)(z_BZ).reshape(-1, h, w, 2 * self.width)
         x = nn.relu(bn(x))
-        x = nn.relu(bn(nn.ConvTranspose(self.width, (4, 4), strides=(2, 2), use_bias=False)(x)))
+        x = nn.relu(bn(ConvTranspose4x4Stride2(self.width)(x)))
         return jnp.tanh(nn.ConvTranspose(channels, (4, 4), strides=(2, 2))(x))
 
 
