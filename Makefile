@@ -32,3 +32,5 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/gpt_step.py
 	$(BIN)/python benchmarks/gpt_sampling.py
 	$(BIN)/python benchmarks/image_steps.py
+	$(BIN)/python benchmarks/textcnn_step.py
+	$(BIN)/python benchmarks/g2p_step.py

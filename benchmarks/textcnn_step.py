@@ -1,0 +1,93 @@
+"""JAX train-step time of textcnn_reviews against the same network in PyTorch (eager) on this CPU.
+
+    python benchmarks/textcnn_step.py [--preset cpu] [--length 32] [--repeats 15]
+
+Both sides: Kim's CNN-rand of the preset (300-d embeddings of an 18,000-word vocabulary, widths 3/4/5 x
+100 maps, dropout 0.5, max-norm 3 on the output weights after each update), batches of the preset's size
+(50) of `--length` word ids with random sentence lengths, Adam with the preset's learning rate, float32,
+all cores of this machine. 32 is a typical padded length of the length-bucketed training batches. JAX
+runs the system's own jitted `train_step`; PyTorch runs nn.Conv1d. Parameter counts are asserted equal.
+Steps alternate JAX / PyTorch; medians after warm-up. Writes
+benchmarks/results/textcnn_reviews_step__<preset>.json with both times and `jax_over_torch` (target ≤ 1.0).
+"""
+
+import argparse
+
+import jax
+import numpy as np
+import torch
+from common import alternate, report_step_ratio
+from torch_textcnn import TorchTextCNN
+
+from aigc_jax.data import text
+from aigc_jax.systems import textcnn_reviews
+from aigc_jax.train import loop
+from aigc_jax.train import mesh as mesh_lib
+from aigc_jax.train.state import create_train_state, param_count
+
+VOCAB_SIZE = 18_000  # about the vocabulary of nine folds of the sentences
+
+
+def jax_step(config, batch: dict[str, np.ndarray]):
+    words = [f"w{i}" for i in range(VOCAB_SIZE - 2)]
+    system = textcnn_reviews.TextCnnReviews(config, text.WordTokenizer(words))
+    mesh = mesh_lib.make_mesh((1, 1, 1), jax.devices()[:1])
+    with loop.activate(mesh):
+        state, shardings = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(0))
+        train_step, _ = loop.jit_steps(system, shardings, mesh)
+    sharded = mesh_lib.shard_batch(batch, mesh)
+    box = {"state": state}
+
+    def run() -> None:
+        with loop.activate(mesh):
+            box["state"], metrics = train_step(box["state"], sharded)
+        jax.block_until_ready(metrics)
+
+    return run, param_count(state.params)
+
+
+def torch_step(config, batch: dict[str, np.ndarray]):
+    m, o = config.model, config.optim
+    torch.manual_seed(0)
+    model = TorchTextCNN(2, VOCAB_SIZE, m.embed_dim, tuple(m.widths), m.features, m.dropout)
+    optimizer = torch.optim.Adam(model.parameters(), lr=o.learning_rate, betas=(o.b1, o.b2))
+    tokens, labels = torch.from_numpy(batch["tokens"]).long(), torch.from_numpy(batch["label"]).long()
+
+    def run() -> None:
+        loss = torch.nn.functional.cross_entropy(model(tokens), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        model.max_norm_(m.max_norm)
+
+    return run, sum(p.numel() for p in model.parameters())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="cpu", choices=textcnn_reviews.PRESETS)
+    parser.add_argument("--length", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    config = textcnn_reviews.get_config(args.preset)
+    config.data.max_len = args.length  # the model's example length; no data set is read
+    config.optim.weight_decay = 0.0  # as the preset (AdamW without decay is Adam); asserted below
+    B, L = config.train.batch_size, args.length
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(L // 2, L + 1, B)
+    tokens = np.where(np.arange(L) < lengths[:, None], rng.integers(2, VOCAB_SIZE, (B, L)), 0).astype(
+        np.int32
+    )
+    batch = {"tokens": tokens, "label": rng.integers(0, 2, B).astype(np.int32)}
+    (run_jax, jax_count), (run_torch, torch_count) = jax_step(config, batch), torch_step(config, batch)
+    assert jax_count == torch_count, (jax_count, torch_count)
+    assert config.optim.name == "adamw" and config.optim.grad_clip_norm == 0.0
+    times = alternate({"jax": run_jax, "torch": run_torch}, repeats=args.repeats)
+    m = config.model
+    shape = f"embed {m.embed_dim}, widths {tuple(m.widths)} x {m.features}, vocab {VOCAB_SIZE}, "
+    shape += f"batch {B}, length {L}"
+    report_step_ratio("textcnn_reviews_step", args.preset, shape, times, args.repeats, parameters=jax_count)
+
+
+if __name__ == "__main__":
+    main()
