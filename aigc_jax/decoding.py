@@ -4,10 +4,14 @@
 `lax.fori_loop`, all under `jax.jit`. Generations longer than the model's context continue by re-filling
 the cache with the most recent half-context (learned absolute positions cannot slide). Token choice uses
 a key folded from the absolute position, so the same seed gives the same text with or without the cache.
+
+`greedy_search` and `beam_search` decode from any one-token step function over a prefilled cache (an
+encoder-decoder's decoder, with the encoder outputs riding in the cache), inside the caller's `jax.jit`.
 """
 
 import functools
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -140,3 +144,146 @@ def generate_without_cache(
 
     buffer_BL = jax.lax.fori_loop(P, P + num_new, body, buffer_BL)
     return buffer_BL[:, : P + num_new]
+
+
+# --- search over a one-token step function (encoder-decoders, beam search) ------------------------
+
+StepFn = Callable[[jax.Array, Any], tuple[jax.Array, Any]]  # (tokens_N1, cache) -> (logits_NV, cache)
+
+
+def length_penalty(length: jax.Array, alpha: float) -> jax.Array:
+    """GNMT's length normalisation (Wu et al., 2016): a hypothesis's log-probability is divided by this,
+    so longer outputs are not lost merely for having more tokens to pay for."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def greedy_search(
+    step_fn: StepFn, cache: Any, first_logits_BV: jax.Array, *, max_new: int, eos_id: int
+) -> jax.Array:
+    """The most likely token at every step: tokens_BN int32, padded with `eos_id` after a row's EOS.
+
+    `step_fn(tokens_B1, cache) -> (logits_BV, cache)` decodes one token from the KV cache; `first_logits_BV`
+    come from the caller's prefill. Pure `lax` (stops once every row has ended), so it runs inside `jax.jit`.
+    """
+    B = first_logits_BV.shape[0]
+
+    def pick(i: jax.Array, tokens_BN: jax.Array, done_B: jax.Array, logits_BV: jax.Array) -> tuple:
+        token_B = jnp.where(done_B, eos_id, jnp.argmax(logits_BV, axis=-1).astype(jnp.int32))
+        return tokens_BN.at[:, i].set(token_B), done_B | (token_B == eos_id)
+
+    empty_BN = jnp.full((B, max_new), eos_id, jnp.int32)
+    tokens_BN, done_B = pick(jnp.int32(0), empty_BN, jnp.zeros(B, bool), first_logits_BV)
+
+    def unfinished(carry: tuple) -> jax.Array:
+        i, _, done_B, _ = carry
+        return (i < max_new) & ~jnp.all(done_B)
+
+    def body(carry: tuple) -> tuple:
+        i, tokens_BN, done_B, cache = carry
+        logits_BV, cache = step_fn(jax.lax.dynamic_slice_in_dim(tokens_BN, i - 1, 1, axis=1), cache)
+        tokens_BN, done_B = pick(i, tokens_BN, done_B, logits_BV)
+        return i + 1, tokens_BN, done_B, cache
+
+    _, tokens_BN, _, _ = jax.lax.while_loop(unfinished, body, (jnp.int32(1), tokens_BN, done_B, cache))
+    return tokens_BN
+
+
+class _Beams(NamedTuple):
+    """K hypotheses per row: every field is [B, K] except tokens [B, K, N] and the cache [B * K, ...]."""
+
+    tokens: jax.Array  # int32, EOS-filled beyond each hypothesis's end
+    log_prob: jax.Array  # summed token log-probabilities
+    length: jax.Array  # tokens up to and including EOS (frozen once finished)
+    done: jax.Array  # has produced EOS
+    score: jax.Array  # log_prob / length_penalty(length): what the beams are ranked by
+    cache: Any  # ordered like the beams
+
+
+def beam_search(
+    step_fn: StepFn,
+    cache: Any,
+    first_logits_BV: jax.Array,
+    *,
+    beam_size: int,
+    max_new: int,
+    eos_id: int,
+    length_alpha: float = 0.6,
+) -> tuple[jax.Array, jax.Array]:
+    """The `beam_size` best continuations by GNMT score: tokens_BKN int32 (EOS-padded) and scores_BK,
+    best beam first.
+
+    `cache` is the caller's prefilled cache for batch B: array leaves with a batch axis 0 are repeated for
+    the beams and reordered with them (encoder outputs and source masks ride along this way); scalar leaves
+    such as a cache index are shared. `step_fn` sees N = B * beam_size rows. A finished hypothesis keeps its
+    slot with a frozen score (its only continuation is EOS at no cost) and competes with the live ones, so a
+    beam of 1 is exactly greedy search. Pure `lax`; stops once every beam has ended.
+    """
+    B, V = first_logits_BV.shape
+    K = beam_size
+    is_eos_V = jnp.arange(V) == eos_id
+
+    def advance(i: jax.Array, beams: _Beams, logits_NV: jax.Array) -> _Beams:
+        log_p_BKV = jax.nn.log_softmax(logits_NV.astype(jnp.float32), axis=-1).reshape(B, K, V)
+        log_p_BKV = jnp.where(beams.done[..., None], jnp.where(is_eos_V, 0.0, -jnp.inf), log_p_BKV)
+        total_BKV = beams.log_prob[..., None] + log_p_BKV
+        length_BK = jnp.where(beams.done, beams.length, i + 1)
+        score_BKV = total_BKV / length_penalty(length_BK, length_alpha)[..., None]
+        score_BK, choice_BK = jax.lax.top_k(score_BKV.reshape(B, K * V), K)
+        beam_BK, token_BK = choice_BK // V, (choice_BK % V).astype(jnp.int32)
+
+        def from_beam(x_BK: jax.Array) -> jax.Array:
+            return jnp.take_along_axis(x_BK, beam_BK, axis=1)
+
+        row_N = (jnp.arange(B)[:, None] * K + beam_BK).reshape(-1)
+        tokens_BKN = jnp.take_along_axis(beams.tokens, beam_BK[..., None], axis=1)
+        return _Beams(
+            tokens=tokens_BKN.at[:, :, i].set(token_BK),
+            log_prob=jnp.take_along_axis(total_BKV.reshape(B, K * V), choice_BK, axis=1),
+            length=from_beam(length_BK),
+            done=from_beam(beams.done) | (token_BK == eos_id),
+            score=score_BK,
+            cache=jax.tree.map(lambda x: x[row_N] if x.ndim else x, beams.cache),
+        )
+
+    start = _Beams(
+        tokens=jnp.full((B, K, max_new), eos_id, jnp.int32),
+        # only beam 0 is live at first, so the first step picks K distinct tokens rather than K copies
+        log_prob=jnp.full((B, K), -jnp.inf).at[:, 0].set(0.0),
+        length=jnp.zeros((B, K), jnp.int32),
+        done=jnp.zeros((B, K), bool),
+        score=jnp.zeros((B, K)),
+        cache=jax.tree.map(lambda x: jnp.repeat(x, K, axis=0) if x.ndim else x, cache),
+    )
+    first_logits_NV = jnp.repeat(first_logits_BV, K, axis=0)
+    beams = advance(jnp.int32(0), start, first_logits_NV)
+
+    def unfinished(carry: tuple[jax.Array, _Beams]) -> jax.Array:
+        i, beams = carry
+        return (i < max_new) & ~jnp.all(beams.done)
+
+    def body(carry: tuple[jax.Array, _Beams]) -> tuple[jax.Array, _Beams]:
+        i, beams = carry
+        last_N1 = beams.tokens[:, :, i - 1].reshape(B * K, 1)
+        logits_NV, cache = step_fn(last_N1, beams.cache)
+        return i + 1, advance(i, beams._replace(cache=cache), logits_NV)
+
+    _, beams = jax.lax.while_loop(unfinished, body, (jnp.int32(1), beams))
+    return beams.tokens, beams.score
+
+
+def prefill(model: nn.Module, params: Any, prompt_BP: jax.Array) -> tuple[jax.Array, Any]:
+    """Runs a decoder-only `decode=True` model over `prompt_BP` from an empty cache of `model.max_len`:
+    the logits for the first new token `[B, V]` and the filled cache, ready for `beam_search`."""
+    cache = _empty_cache(model, prompt_BP.shape[0], model.max_len)
+    logits_BPV, updated = model.apply({"params": params, "cache": cache}, prompt_BP, mutable=["cache"])
+    return logits_BPV[:, -1], updated["cache"]
+
+
+def cached_step_fn(model: nn.Module, params: Any) -> StepFn:
+    """The one-token step of a decoder-only `decode=True` model over its KV cache, for `beam_search`."""
+
+    def step(tokens_N1: jax.Array, cache: Any) -> tuple[jax.Array, Any]:
+        logits_N1V, updated = model.apply({"params": params, "cache": cache}, tokens_N1, mutable=["cache"])
+        return logits_N1V[:, -1], updated["cache"]
+
+    return step

@@ -31,9 +31,12 @@ def train(module: ModuleType, preset: str, workdir: pathlib.Path, overrides: lis
     return loop.fit(module.build(config, workdir), workdir, mesh_lib.make_mesh(config.mesh.shape))
 
 
-def evaluate_split(module: ModuleType, workdir: pathlib.Path, split: str) -> dict[str, Any]:
-    """The latest checkpoint of `workdir`, evaluated on every example of `split`."""
-    config = config_lib.load_workdir_config(workdir)
+def evaluate_split(
+    module: ModuleType, workdir: pathlib.Path, split: str, overrides: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The latest checkpoint of `workdir`, evaluated on every example of `split`; `overrides` (dotted
+    config keys) change how it is evaluated, e.g. {"decoding.beam_size": "4"}."""
+    config = config_lib.apply_overrides(config_lib.load_workdir_config(workdir), overrides or {})
     config.data.eval_split = split
     system = module.build(config, workdir)
     mesh = mesh_lib.make_mesh(config.mesh.shape)

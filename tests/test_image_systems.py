@@ -208,7 +208,8 @@ def test_phase_transposed_conv_equals_linen_transposed_conv():
     linen = nn.ConvTranspose(4, (4, 4), strides=(2, 2), use_bias=False)
     variables = linen.init(jax.random.PRNGKey(1), x)
     phases = convnets.ConvTranspose4x4Stride2(4)
-    assert jax.tree.map(jnp.shape, phases.init(jax.random.PRNGKey(1), x)) == jax.tree.map(jnp.shape, variables)
+    shapes = jax.tree.map(jnp.shape, phases.init(jax.random.PRNGKey(1), x))
+    assert shapes == jax.tree.map(jnp.shape, variables)
 
     def loss(module, variables, x):
         return jnp.sum(jnp.sin(module.apply(variables, x)))

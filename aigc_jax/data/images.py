@@ -64,11 +64,14 @@ class Augment:
 
 
 def num_examples(arrays: dict[str, np.ndarray]) -> int:
-    """How many examples `arrays` holds; all its arrays must agree."""
+    """How many examples `arrays` holds; all its arrays must agree.
+
+    No array needs to be an image: token arrays (`dialogue_chitchat`) batch the same way, as int32.
+    """
     lengths = {key: len(value) for key, value in arrays.items()}
-    if "image" not in lengths or len(set(lengths.values())) != 1:
-        raise ValueError(f"arrays need an 'image' and equally long targets, got lengths {lengths}")
-    return lengths["image"]
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"arrays need equally long examples and targets, got lengths {lengths}")
+    return next(iter(lengths.values()))
 
 
 def crop_and_flip(

@@ -5,6 +5,9 @@ Training samples every start offset of the stream, globally shuffled without mat
 processes. Its iterator state is a few integers, saved with the train state so a resumed run continues
 on the exact next batch.
 
+`bucketed_train_dataset` batches padded sequences (words, sentences) of similar length together and cuts
+each batch to its bucket's length, so compute is not spent on padding; each bucket is one jit shape.
+
 Evaluation walks the stream in non-overlapping windows so every target token is scored exactly once;
 padding carries weight 0 and all batches share one shape (one jit compilation).
 """
@@ -12,6 +15,7 @@ padding carries weight 0 and all batches share one shape (one jit compilation).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import grain
 import jax
@@ -111,3 +115,67 @@ def lm_eval_batches(
         inputs = np.where(valid_BT, tokens[np.minimum(pos_BT, n_targets)], 0)
         targets = np.where(valid_BT, tokens[np.minimum(pos_BT + 1, n_targets)], 0)
         yield {"inputs": inputs, "targets": targets, "weights": valid_BT.astype(np.float32)}
+
+
+class LengthBuckets:
+    """Stream position `i` -> this process's share of global batch `i`: rows of one length bucket, cut to
+    that bucket's length, so short sequences are not padded to the longest.
+
+    Each epoch deals every bucket's rows, shuffled, into whole batches (the remainder waits for the next
+    epoch's shuffle) and shuffles the batches of all buckets together, from (`seed`, epoch) alone, so the
+    iterator state (the position) restores it exactly. A small class (not a closure) so the pipeline stays
+    picklable for Grain's worker processes.
+    """
+
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        lengths: np.ndarray,
+        buckets: tuple[int, ...],
+        global_batch_size: int,
+        seed: int,
+    ):
+        self.arrays, self.buckets, self.batch_size, self.seed = arrays, buckets, global_batch_size, seed
+        bucket_of = np.searchsorted(np.asarray(buckets), lengths)  # the first bucket at least as long
+        if (bucket_of == len(buckets)).any():
+            raise ValueError(f"a row is longer than the longest bucket {buckets[-1]}")
+        self.members = [np.flatnonzero(bucket_of == b) for b in range(len(buckets))]
+        self.batches_per_epoch = sum(len(m) // global_batch_size for m in self.members)
+        if self.batches_per_epoch == 0:
+            raise UserError(
+                f"no length bucket holds a whole batch of {global_batch_size} rows; "
+                "lower --config.train.batch_size"
+            )
+        self._epoch: tuple[int, list[tuple[int, np.ndarray]]] | None = None  # the last epoch dealt
+
+    def _deal(self, epoch: int) -> list[tuple[int, np.ndarray]]:
+        rng = np.random.default_rng([self.seed, epoch])
+        batches = []
+        for length, members in zip(self.buckets, self.members, strict=True):
+            rows = rng.permutation(members)
+            whole = len(rows) // self.batch_size * self.batch_size
+            batches += [(length, chunk) for chunk in rows[:whole].reshape(-1, self.batch_size)]
+        return [batches[k] for k in rng.permutation(len(batches))]
+
+    def __call__(self, position: int, _: Any) -> dict[str, np.ndarray]:
+        epoch, k = divmod(position, self.batches_per_epoch)
+        if self._epoch is None or self._epoch[0] != epoch:
+            self._epoch = (epoch, self._deal(epoch))
+        length, rows_G = self._epoch[1][k]
+        mine = rows_G[jax.process_index() :: jax.process_count()]
+        return {key: value[mine, :length] for key, value in self.arrays.items()}
+
+
+def bucketed_train_dataset(
+    arrays: dict[str, np.ndarray],
+    lengths: np.ndarray,
+    buckets: tuple[int, ...],
+    global_batch_size: int,
+    seed: int,
+) -> grain.IterDataset:
+    """Endless shuffled batches of padded sequences `arrays` (`[N, buckets[-1]]` each, padding at the end)
+    grouped by `lengths` (each row's longest real sequence) into `buckets`; see `LengthBuckets`."""
+    per_process_batch_size(global_batch_size, jax.process_count())  # checks that it divides evenly
+    to_batch = LengthBuckets(arrays, lengths, buckets, global_batch_size, seed)
+    positions = grain.MapDataset.range(to_batch.batches_per_epoch).repeat()
+    return positions.map_with_index(to_batch).to_iter_dataset(_READ_OPTIONS)

@@ -54,7 +54,9 @@ def fetch_pypi_sdist(name: str, version: str) -> pathlib.Path:
 def _pip_download_sdist(name: str, version: str, dest: pathlib.Path, final: pathlib.Path) -> pathlib.Path:
     """Downloads the sdist archive with pip and returns its path."""
     dest.mkdir()
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
+    # `--no-binary NAME`, not `:all:`: the latter also forces the sdist's build backend (needed to read
+    # its metadata) to build from source, which fails for backends with Rust parts (chitchat-dataset).
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", name]
     cmd += [f"{name}=={version}", "-d", str(dest)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     archives = sorted(dest.glob("*.tar.gz")) + sorted(dest.glob("*.tgz"))

@@ -1,4 +1,4 @@
-"""Tokenizers for language models: characters, or byte-level BPE from Hugging Face `tokenizers`.
+"""Tokenizers for language models: characters, words, or byte-level BPE from Hugging Face `tokenizers`.
 
 A tokenizer is fitted on the training text, saved as one JSON file beside the checkpoints (with a
 `"kind"` field saying which class reads it), and loaded back for evaluation and sampling.
@@ -6,10 +6,12 @@ A tokenizer is fitted on the training text, saved as one JSON file beside the ch
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import pathlib
 import re
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -20,6 +22,9 @@ from aigc_jax.errors import UserError
 
 DEFAULT_BPE_VOCAB_SIZE = 1024
 UNKNOWN_CHAR = "\ufffd"  # what the char tokenizer's unknown id decodes to
+PAD_ID = 0  # the word tokenizer's padding id (sentences in a batch are padded with it)
+UNKNOWN_ID = 1  # the word tokenizer's id for any word outside its vocabulary
+UNKNOWN_WORD = "<unk>"  # what UNKNOWN_ID decodes to
 
 
 @runtime_checkable
@@ -122,13 +127,79 @@ class BpeTokenizer:
         return cls(tokenizers.Tokenizer.from_str(json.dumps(obj["tokenizer"])))
 
 
-_KINDS: dict[str, type[CharTokenizer] | type[BpeTokenizer]] = {"char": CharTokenizer, "bpe": BpeTokenizer}
+class WordTokenizer:
+    """One id per vocabulary word: 0 is padding, 1 any word outside the vocabulary, then the words of
+    the training text from most to least frequent (ties alphabetical), so a size cut keeps the commonest.
+
+    Text is split by `word_tokens`; decoding joins words with spaces, so it inverts encoding only up to
+    case and spacing.
+    """
+
+    kind = "word"
+
+    def __init__(self, words: Sequence[str]):
+        self.words = list(words)
+        self._ids = {word: i for i, word in enumerate(self.words, start=UNKNOWN_ID + 1)}
+
+    @classmethod
+    def fit(cls, text: str, vocab_size: int | None = None, min_count: int = 1) -> WordTokenizer:
+        """Keeps the words seen at least `min_count` times, at most `vocab_size` ids in all (padding and
+        unknown included; None = no limit)."""
+        if vocab_size is not None and vocab_size < 3:
+            raise UserError(
+                f"A word vocabulary holds padding, unknown and at least one word, so 3 or more ids, not "
+                f"{vocab_size}; raise the vocabulary size (or leave it unset to keep every word)."
+            )
+        counts = collections.Counter(word_tokens(text))
+        ranked = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
+        return cls(ranked if vocab_size is None else ranked[: vocab_size - 2])
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.words) + 2
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.array([self._ids.get(w, UNKNOWN_ID) for w in word_tokens(text)], dtype=np.int32)
+
+    def decode(self, ids: Any) -> str:
+        """Words joined by spaces; padding is skipped, and unknown or out-of-range ids read `<unk>`."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1).tolist()
+        return " ".join(
+            self.words[i - 2] if 2 <= i < self.vocab_size else UNKNOWN_WORD for i in ids if i != PAD_ID
+        )
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, "words": self.words})
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> WordTokenizer:
+        return cls(obj["words"])
+
+
+# Tokens as in Kim (2014)'s `clean_str`, on lower-cased text: runs of letters and digits, English clitics
+# split off ("don't" -> do n't, "he's" -> he 's), and every other non-space character on its own.
+_WORD_TOKEN = re.compile(r"n't\b|'(?:s|re|ve|d|ll|m)\b|\w+?(?=n't\b)|\w+|[^\w\s]")
+
+
+def word_tokens(text: str) -> list[str]:
+    """The word tokenizer's split of `text`: lower-cased words, clitics and punctuation marks."""
+    return _WORD_TOKEN.findall(text.lower())
+
+
+_KINDS: dict[str, type[CharTokenizer] | type[WordTokenizer] | type[BpeTokenizer]] = {
+    "char": CharTokenizer,
+    "word": WordTokenizer,
+    "bpe": BpeTokenizer,
+}
 
 
 def build_tokenizer(kind: str, text: str, vocab_size: int | None = None) -> Tokenizer:
-    """Fits a tokenizer of `kind` on `text` (`vocab_size` applies to `bpe`; `char` takes what it sees)."""
+    """Fits a tokenizer of `kind` on `text` (`vocab_size` applies to `word` and `bpe`; `char` takes what
+    it sees). `WordTokenizer.fit` also takes a frequency cut-off."""
     if kind == "char":
         return CharTokenizer.fit(text)
+    if kind == "word":
+        return WordTokenizer.fit(text, vocab_size)
     if kind == "bpe":
         return BpeTokenizer.fit(text, vocab_size or DEFAULT_BPE_VOCAB_SIZE)
     raise UserError(f"Unknown tokenizer kind {kind!r}; use one of: {', '.join(_KINDS)}.")

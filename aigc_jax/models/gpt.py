@@ -21,22 +21,33 @@ import jax.numpy as jnp
 Dtype = Any
 
 
-def _dense_init(std: float, names: tuple[str | None, ...]) -> nn.initializers.Initializer:
+def dense_init(std: float, names: tuple[str | None, ...]) -> nn.initializers.Initializer:
     return nn.with_logical_partitioning(nn.initializers.normal(std), names)
 
 
-def _zeros(names: tuple[str | None, ...]) -> nn.initializers.Initializer:
+def zero_init(names: tuple[str | None, ...]) -> nn.initializers.Initializer:
     return nn.with_logical_partitioning(nn.initializers.zeros_init(), names)
 
 
-def _layer_norm(name: str, dtype: Dtype) -> nn.LayerNorm:
+def layer_norm(name: str, dtype: Dtype) -> nn.LayerNorm:
     return nn.LayerNorm(
         epsilon=1e-5,
         dtype=dtype,
         scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ("embed",)),
-        bias_init=_zeros(("embed",)),
+        bias_init=zero_init(("embed",)),
         name=name,
     )
+
+
+def decode_position(module: nn.Module, T: int) -> jax.Array:
+    """The absolute position of the next `T` tokens a decoding module sees, counted in its `cache`."""
+    initialized = module.has_variable("cache", "position")
+    position = module.variable("cache", "position", lambda: jnp.zeros((), jnp.int32))
+    if not initialized:  # `init` only shapes the cache
+        return jnp.zeros((), jnp.int32)
+    start = position.value
+    position.value = start + T
+    return start
 
 
 class CausalSelfAttention(nn.Module):
@@ -50,10 +61,8 @@ class CausalSelfAttention(nn.Module):
     def __call__(self, x_BTD: jax.Array, train: bool) -> jax.Array:
         D = x_BTD.shape[-1]
         H, K = self.num_heads, D // self.num_heads
-        qkv_kernel = self.param(
-            "qkv_kernel", _dense_init(0.02, ("embed", "qkv", "heads", "kv")), (D, 3, H, K)
-        )
-        qkv_bias = self.param("qkv_bias", _zeros(("qkv", "heads", "kv")), (3, H, K))
+        qkv_kernel = self.param("qkv_kernel", dense_init(0.02, ("embed", "qkv", "heads", "kv")), (D, 3, H, K))
+        qkv_bias = self.param("qkv_bias", zero_init(("qkv", "heads", "kv")), (3, H, K))
         qkv_BT3HK = jnp.einsum("btd,dchk->btchk", x_BTD, qkv_kernel.astype(self.dtype)) + qkv_bias.astype(
             self.dtype
         )
@@ -64,8 +73,8 @@ class CausalSelfAttention(nn.Module):
         else:
             y_BTHK = jax.nn.dot_product_attention(q_BTHK, k_BTHK, v_BTHK, is_causal=True)
         proj_std = 0.02 / math.sqrt(2 * self.num_layers)
-        proj_kernel = self.param("proj_kernel", _dense_init(proj_std, ("heads", "kv", "embed")), (H, K, D))
-        proj_bias = self.param("proj_bias", _zeros(("embed",)), (D,))
+        proj_kernel = self.param("proj_kernel", dense_init(proj_std, ("heads", "kv", "embed")), (H, K, D))
+        proj_bias = self.param("proj_bias", zero_init(("embed",)), (D,))
         y_BTD = jnp.einsum("bthk,hkd->btd", y_BTHK, proj_kernel.astype(self.dtype)) + proj_bias.astype(
             self.dtype
         )
@@ -101,16 +110,16 @@ class Mlp(nn.Module):
         h_BTF = nn.Dense(
             4 * D,
             dtype=self.dtype,
-            kernel_init=_dense_init(0.02, ("embed", "mlp")),
-            bias_init=_zeros(("mlp",)),
+            kernel_init=dense_init(0.02, ("embed", "mlp")),
+            bias_init=zero_init(("mlp",)),
             name="fc",
         )(x_BTD)
         h_BTF = nn.gelu(h_BTF, approximate=True)
         y_BTD = nn.Dense(
             D,
             dtype=self.dtype,
-            kernel_init=_dense_init(0.02 / math.sqrt(2 * self.num_layers), ("mlp", "embed")),
-            bias_init=_zeros(("embed",)),
+            kernel_init=dense_init(0.02 / math.sqrt(2 * self.num_layers), ("mlp", "embed")),
+            bias_init=zero_init(("embed",)),
             name="proj",
         )(h_BTF)
         return nn.Dropout(self.dropout_rate)(y_BTD, deterministic=not train)
@@ -127,9 +136,9 @@ class Block(nn.Module):
     def __call__(self, x_BTD: jax.Array, train: bool) -> jax.Array:
         x_BTD = x_BTD + CausalSelfAttention(
             self.num_heads, self.num_layers, self.dropout_rate, self.dtype, self.decode, name="attn"
-        )(_layer_norm("ln_1", self.dtype)(x_BTD), train)
+        )(layer_norm("ln_1", self.dtype)(x_BTD), train)
         x_BTD = x_BTD + Mlp(self.num_layers, self.dropout_rate, self.dtype, name="mlp")(
-            _layer_norm("ln_2", self.dtype)(x_BTD), train
+            layer_norm("ln_2", self.dtype)(x_BTD), train
         )
         return nn.with_logical_constraint(x_BTD, ("batch", "length", None))
 
@@ -153,14 +162,14 @@ class GPT(nn.Module):
         token_embed = nn.Embed(
             self.vocab_size,
             self.embed_dim,
-            embedding_init=_dense_init(0.02, ("vocab", "embed")),
+            embedding_init=dense_init(0.02, ("vocab", "embed")),
             dtype=self.dtype,
             name="wte",
         )
         position_table = self.param(
-            "wpe", _dense_init(0.02, ("length", "embed")), (self.max_len, self.embed_dim)
+            "wpe", dense_init(0.02, ("length", "embed")), (self.max_len, self.embed_dim)
         )
-        start = self._decode_position(T) if self.decode else 0
+        start = decode_position(self, T) if self.decode else 0
         positions_TD = jax.lax.dynamic_slice_in_dim(position_table, start, T)
         x_BTD = token_embed(tokens_BT) + positions_TD.astype(self.dtype)
         x_BTD = nn.Dropout(self.dropout_rate)(x_BTD, deterministic=not train)
@@ -169,14 +178,5 @@ class GPT(nn.Module):
             x_BTD = Block(
                 self.num_heads, self.num_layers, self.dropout_rate, self.dtype, self.decode, name=f"h_{i}"
             )(x_BTD, train)
-        x_BTD = _layer_norm("ln_f", self.dtype)(x_BTD)
+        x_BTD = layer_norm("ln_f", self.dtype)(x_BTD)
         return token_embed.attend(x_BTD).astype(jnp.float32)
-
-    def _decode_position(self, T: int) -> jax.Array:
-        initialized = self.has_variable("cache", "position")
-        position = self.variable("cache", "position", lambda: jnp.zeros((), jnp.int32))
-        if not initialized:
-            return jnp.zeros((), jnp.int32)
-        start = position.value
-        position.value = start + T
-        return start
