@@ -1,4 +1,4 @@
-"""`aigc-jax list | data prepare | train | eval | sample` — one CLI for every system.
+"""`aigc-jax list | data prepare | train | eval | sample | chat` — one CLI for every system.
 
 Every problem the user can fix ends in one line on stderr naming the fix, and exit code 2.
 """
@@ -8,7 +8,7 @@ import ast
 import json
 import pathlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from absl import logging as absl_logging
@@ -136,6 +136,47 @@ def _cmd_sample(args: argparse.Namespace, extra: Sequence[str]) -> None:
     print(f"written to {', '.join(str(p) for p in paths)}", file=sys.stderr)
 
 
+def _user_lines(interactive: bool) -> Iterator[str]:
+    """The user's turns from stdin, one a line, until EOF; a prompt on stderr only in a terminal."""
+    while True:
+        if interactive:
+            print("you> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            return
+        yield " ".join(line.split())
+
+
+def _cmd_chat(args: argparse.Namespace) -> None:
+    """A conversation in the terminal: each user line is a turn, each model reply is printed as one line,
+    and the whole history is the context of the next reply. Works with piped stdin."""
+    import jax
+
+    from aigc_jax.train import loop
+
+    workdir = pathlib.Path(args.workdir)
+    system, state, mesh = _restore(workdir)
+    if not hasattr(system, "reply"):
+        raise UserError(f"{workdir} holds a {system.config.name} run; chat needs a dialogue system's workdir")
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"chatting with {workdir} (step {int(state.step)}); /quit or Ctrl-D ends", file=sys.stderr)
+    rng = jax.random.PRNGKey(args.seed)
+    history: list[str] = []
+    for line in _user_lines(interactive):
+        if line == "/quit":
+            break
+        if not line:
+            continue
+        history.append(line)
+        with loop.activate(mesh):
+            (reply,) = system.reply(
+                state, jax.random.fold_in(rng, len(history)), [history], top_p=args.top_p, beam_size=args.beam
+            )
+        history.append(reply)
+        print(reply, flush=True)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aigc-jax", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +197,11 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--workdir", required=True)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--num", type=int, default=None, help="number of samples")
+    chat = commands.add_parser("chat", help="talk with a dialogue model (stdin lines are your turns)")
+    chat.add_argument("--workdir", required=True)
+    chat.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass")
+    chat.add_argument("--beam", type=int, default=0, help="> 0: beam search of this width, not sampling")
+    chat.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -168,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             if extra:
                 raise UserError(f"unexpected arguments {' '.join(extra)} for `aigc-jax {args.command}`")
-            {"list": _cmd_list, "data": _cmd_data, "eval": _cmd_eval}[args.command](args)
+            {"list": _cmd_list, "data": _cmd_data, "eval": _cmd_eval, "chat": _cmd_chat}[args.command](args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code

@@ -215,7 +215,7 @@ def test_bpe_chunked_encoding_equals_whole_text_encoding():
 
 
 def test_tokenizer_errors(tmp_path):
-    with pytest.raises(UserError, match="char, bpe"):
+    with pytest.raises(UserError, match="char, word, bpe"):
         text.build_tokenizer("nope", SAMPLE)
     with pytest.raises(UserError, match="256"):
         text.build_tokenizer("bpe", SAMPLE, vocab_size=100)

