@@ -21,11 +21,17 @@ $(FASHION_MNIST):
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
 	else echo "Fashion-MNIST is missing: run  sudo apt-get install dataset-fashion-mnist" >&2; exit 1; fi
 
-# Lint, format check, then the test suite on 8 simulated CPU devices (tests/conftest.py sets them).
+# Every embedded data set the tests read, built once into the shared cache before the tests start, so
+# the two pytest workers never build one at the same time.
+TEST_DATA := shakespeare digits fashion_mnist fashion_scenes movie_review_sentences cmudict_g2p chitchat
+
+# Lint, format check, then the test suite on 8 simulated CPU devices (tests/conftest.py sets them), in two
+# worker processes: most of a test's time is single-threaded XLA compilation.
 test: $(STAMP) $(FASHION_MNIST)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	for name in $(TEST_DATA); do $(BIN)/aigc-jax data prepare $$name || exit 1; done
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
