@@ -97,7 +97,7 @@ class ClassifierReport:
 
     def __str__(self) -> str:
         per_class = metrics.per_class_accuracy(self.confusion)
-        lines = [f"accuracy {metrics.accuracy(self.confusion):.4f} over {int(self.confusion.sum())} images"]
+        lines = [f"accuracy {metrics.accuracy(self.confusion):.4f} over {int(self.confusion.sum())} examples"]
         lines += [f"  {name:<14} {acc:.4f}" for name, acc in zip(self.class_names, per_class, strict=True)]
         return "\n".join(lines)
 
