@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from sacrebleu.metrics.bleu import BLEU
 from sacrebleu.metrics.helpers import extract_all_word_ngrams
 
@@ -268,3 +269,22 @@ def distinct_n(samples: Sequence[str], n: int) -> float:
         for i in range(len(tokens) - n + 1)
     ]
     return len(set(ngrams)) / len(ngrams) if ngrams else 0.0
+
+
+def classification_sums(
+    logits_BC: jax.Array, labels_B: jax.Array, weights_B: jax.Array, num_classes: int
+) -> dict[str, jax.Array]:
+    """A classifier's eval-step sums: weighted NLL, confusion matrix and weight (inside `jit`)."""
+    nll_B = optax.softmax_cross_entropy_with_integer_labels(logits_BC, labels_B)
+    confusion = confusion_matrix(labels_B, jnp.argmax(logits_BC, -1), num_classes, weights_B)
+    return {"nll": jnp.sum(nll_B * weights_B), "confusion": confusion, "weight": weights_B.sum()}
+
+
+def classification_summary(totals: dict[str, np.ndarray], class_names: Sequence[str]) -> dict[str, float]:
+    """Loss, accuracy and per-class accuracy from summed `classification_sums`."""
+    per_class = per_class_accuracy(totals["confusion"])
+    return {
+        "loss": float(totals["nll"] / totals["weight"]),
+        "accuracy": accuracy(totals["confusion"]),
+        **by_class("accuracy", class_names, per_class),
+    }

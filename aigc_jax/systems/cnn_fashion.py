@@ -136,23 +136,10 @@ class CnnFashion(images.ImageDataMethods):
 
     def eval_step(self, state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         (logits, _), _ = apply_model(self.model, state.params, state.model_state, batch["image"], train=False)
-        nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
-        confusion = metrics.confusion_matrix(
-            batch["label"], jnp.argmax(logits, -1), self.data.num_classes, batch["weight"]
-        )
-        return {
-            "nll": jnp.sum(nll * batch["weight"]),
-            "confusion": confusion,
-            "weight": batch["weight"].sum(),
-        }
+        return metrics.classification_sums(logits, batch["label"], batch["weight"], self.data.num_classes)
 
     def summarize_eval(self, totals: dict[str, np.ndarray]) -> dict[str, float]:
-        per_class = metrics.per_class_accuracy(totals["confusion"])
-        return {
-            "loss": float(totals["nll"] / totals["weight"]),
-            "accuracy": metrics.accuracy(totals["confusion"]),
-            **metrics.by_class("accuracy", self.data.class_names, per_class),
-        }
+        return metrics.classification_summary(totals, self.data.class_names)
 
     def sample(self, state: TrainState, rng: jax.Array, **options: Any) -> ClassifierReport:
         """The confusion matrix over the evaluation split (`num_samples` > 0 reads that many batches)."""

@@ -93,23 +93,10 @@ class SentenceClassifier:
 
     def eval_step(self, state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         logits_BC = self._logits(state, state.params, batch["tokens"])
-        nll_B = optax.softmax_cross_entropy_with_integer_labels(logits_BC, batch["label"])
-        confusion = metrics.confusion_matrix(
-            batch["label"], jnp.argmax(logits_BC, -1), self.data.num_classes, batch["weight"]
-        )
-        return {
-            "nll": jnp.sum(nll_B * batch["weight"]),
-            "confusion": confusion,
-            "weight": batch["weight"].sum(),
-        }
+        return metrics.classification_sums(logits_BC, batch["label"], batch["weight"], self.data.num_classes)
 
     def summarize_eval(self, totals: dict[str, np.ndarray]) -> dict[str, float]:
-        per_class = metrics.per_class_accuracy(totals["confusion"])
-        return {
-            "loss": float(totals["nll"] / totals["weight"]),
-            "accuracy": metrics.accuracy(totals["confusion"]),
-            **metrics.by_class("accuracy", self.data.class_names, per_class),
-        }
+        return metrics.classification_summary(totals, self.data.class_names)
 
     # --- data ------------------------------------------------------------------------------------
 

