@@ -20,6 +20,7 @@ from aigc_jax import cli
 from aigc_jax.data import catalog
 from aigc_jax.data.builders import chitchat
 from aigc_jax.data.sources import fetch_pypi_sdist
+from aigc_jax.errors import UserError
 from aigc_jax.systems import dialogue_chitchat
 from aigc_jax.train import config as config_lib
 from aigc_jax.train import loop
@@ -110,16 +111,47 @@ def test_rows_put_the_response_at_a_fixed_place_and_the_context_left_padded(syst
         )
 
 
-def test_the_loss_reads_only_response_tokens(system):
-    examples = system.examples("validation[:4]")
+def _scored_positions(system, examples, include_context):
+    """[B, T] bools: which positions' predictions enter the training loss (their gradient is nonzero)."""
     tokens, lengths = jnp.asarray(examples["tokens"]), jnp.asarray(examples["response_length"])
     logits = jax.random.normal(jax.random.PRNGKey(0), (*tokens.shape, system.model.vocab_size))
-    C = system.context_len
-    grad = jax.jit(jax.grad(lambda x: dialogue_chitchat.response_nll(x, tokens, lengths, C)[0]))(logits)
-    scored = np.abs(np.asarray(grad)).sum(-1) > 0  # [B, T]: which positions' predictions enter the loss
-    for row, length in zip(scored, np.asarray(lengths), strict=True):
+
+    def loss(x):
+        weights = dialogue_chitchat.target_weights(
+            tokens, lengths, system.context_len, system.pad_id, include_context=include_context
+        )
+        return dialogue_chitchat.next_token_nll(x, tokens, weights)
+
+    grad = jax.jit(jax.grad(lambda x: loss(x)[0]))(logits)
+    scored = np.abs(np.asarray(grad)).sum(-1) > 0
+    assert loss(logits)[1] == scored.sum()
+    return scored
+
+
+def test_the_response_loss_reads_only_response_tokens(system):
+    examples, C = system.examples("validation[:4]"), system.context_len
+    scored = _scored_positions(system, examples, include_context=False)
+    for row, length in zip(scored, examples["response_length"], strict=True):
         assert np.flatnonzero(row).tolist() == list(range(C - 1, C - 1 + length))
-    assert dialogue_chitchat.response_nll(logits, tokens, lengths, C)[1] == lengths.sum()
+
+
+def test_the_context_loss_adds_every_context_token_but_never_padding(system):
+    examples, C = system.examples("validation[:4]"), system.context_len
+    scored = _scored_positions(system, examples, include_context=True)
+    for row, tokens, length in zip(scored, examples["tokens"], examples["response_length"], strict=True):
+        first = int(np.argmax(tokens != system.pad_id))  # the first context token is predicted by padding
+        assert np.flatnonzero(row).tolist() == list(range(first, C - 1 + length))
+
+
+def test_the_shuffled_context_probe_moves_contexts_between_conversations(tmp_path, system):
+    (tmp_path / "tokenizer.json").write_text(system.tokenizer.to_json())
+    probe = _smoke(tmp_path, **{"data.eval_context": "shuffled"})
+    own, shuffled = system._eval_examples, probe._eval_examples
+    C = system.context_len
+    np.testing.assert_array_equal(own["tokens"][:, C:], shuffled["tokens"][:, C:])
+    np.testing.assert_array_equal(np.roll(own["tokens"][:, :C], 32, axis=0), shuffled["tokens"][:, :C])
+    with pytest.raises(UserError, match="eval_context"):
+        _smoke(tmp_path, **{"data.eval_context": "random"})
 
 
 def test_without_context_the_same_responses_follow_only_padding(tmp_path, system):

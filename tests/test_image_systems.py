@@ -198,6 +198,19 @@ def test_classifier_sample_is_a_confusion_matrix(tmp_path):
     assert [p.suffix for p in paths] == [".png", ".txt"]
 
 
+def test_flip_averaging_averages_the_probabilities_of_an_image_and_its_mirror(tmp_path):
+    plain = _smoke(cnn_fashion, tmp_path)
+    averaged = _smoke(cnn_fashion, tmp_path, **{"eval.flip_average": "true"})
+    images = jax.random.normal(jax.random.PRNGKey(1), (3, 8, 8, 1))
+    mesh = single_device_mesh()
+    with loop.activate(mesh):
+        state, _ = create_train_state(plain.init_variables, plain.tx, mesh, jax.random.PRNGKey(0))
+        p = jax.nn.softmax(plain.predict(state, images))
+        p_mirror = jax.nn.softmax(plain.predict(state, images[:, :, ::-1]))
+        log_p_average = averaged.predict(state, images)
+    np.testing.assert_allclose(jnp.exp(log_p_average), (p + p_mirror) / 2, rtol=1e-5, atol=1e-7)
+
+
 def test_reshape_max_pool_equals_linen_max_pool():
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 7, 9, 3))
     np.testing.assert_array_equal(convnets.max_pool_2x2(x), nn.max_pool(x, (2, 2), strides=(2, 2)))

@@ -10,7 +10,8 @@ Presets:
 - `smoke`: seconds on the 8×8 `digits`, for tests.
 - `seed`: the source's network (conv 3×3×32, max-pool, dense 128, dense 10), no augmentation.
 - `cpu`: a VGG-style net with BatchNorm, dropout and flips, ~29 min on 2 CPU cores
-  (experiments/cnn_fashion.py records its test accuracy).
+  (experiments/cnn_fashion.py records its test accuracy); evaluated with flip averaging (the mean class
+  probabilities of each image and its mirror image, `eval.flip_average`).
 - `full`: the same net, wider and longer, for an accelerator.
 """
 
@@ -51,6 +52,8 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         }
     )
     config.augment = ml_collections.ConfigDict({"crop_padding": 0, "flip": True})
+    # test-time augmentation: average the class probabilities of each image and its mirror image
+    config.eval = ml_collections.ConfigDict({"flip_average": False})
     config.sample = ml_collections.ConfigDict({"num_samples": 0})  # 0: the whole evaluation split
     config.train.update(batch_size=128, eval_batches=10)
     config.optim.update(learning_rate=2e-3, warmup_steps=200, b2=0.999, weight_decay=0.05, grad_clip_norm=0.0)
@@ -73,8 +76,11 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         # in ~29 minutes. At that budget the net under-fits, so flips only and dropout 0.2 (validation
         # 0.9406) beat random crops and dropout 0.3 (0.9318, 4,000 steps); experiments/cnn_fashion.py.
         config.train.update(num_steps=4500, log_every=100, eval_every=1000, checkpoint_every=1000)
+        # on that run's network, averaging each image with its mirror raised validation 0.9406 -> 0.9426
+        config.eval.flip_average = True
     elif preset == "full":
         config.model.update(stage_features=(64, 128, 256), stage_convs=(2, 2, 2), hidden=512, dropout=0.4)
+        config.eval.flip_average = True
         config.train.update(num_steps=20000, log_every=100, eval_every=2000, checkpoint_every=2000)
     return config
 
@@ -135,8 +141,21 @@ class CnnFashion(images.ImageDataMethods):
         return state, {"loss": loss, "accuracy": accuracy, "grad_norm": optax.global_norm(grads)}
 
     def eval_step(self, state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-        (logits, _), _ = apply_model(self.model, state.params, state.model_state, batch["image"], train=False)
+        logits = self.predict(state, batch["image"])
         return metrics.classification_sums(logits, batch["label"], batch["weight"], self.data.num_classes)
+
+    def predict(self, state: TrainState, images_BHWC: jax.Array) -> jax.Array:
+        """Class log-probabilities (or logits: the same argmax and cross-entropy) of each image; with
+        `eval.flip_average`, the log of the mean probabilities of the image and its mirror image."""
+
+        def logits_of(x: jax.Array) -> jax.Array:
+            (logits, _), _ = apply_model(self.model, state.params, state.model_state, x, train=False)
+            return logits
+
+        if not self.config.eval.flip_average:
+            return logits_of(images_BHWC)
+        both = jnp.stack([logits_of(images_BHWC), logits_of(images_BHWC[:, :, ::-1])])
+        return jax.nn.logsumexp(jax.nn.log_softmax(both), axis=0) - jnp.log(2.0)
 
     def summarize_eval(self, totals: dict[str, np.ndarray]) -> dict[str, float]:
         return metrics.classification_summary(totals, self.data.class_names)

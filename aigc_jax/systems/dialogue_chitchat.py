@@ -4,7 +4,7 @@ The source's snippet fine-tunes BERT, an encoder, as a reply generator; what wor
 transformer (the platform's GPT) that reads the conversation so far and writes the next turn.
 
 The whole story of the system: config presets, data (the embedded `chitchat` pairs, byte-level BPE
-tokens), the response-only loss, the train/eval steps, and replies by top-p sampling or beam search.
+tokens), the loss, the train/eval steps, and replies by top-p sampling or beam search.
 
 Layout. A turn is one line, and the newline token is the end-of-turn mark. Each example is one row of
 `max_len` tokens: a context region of `max_len - response_tokens` holding the last `context_turns`
@@ -13,12 +13,16 @@ longer context loses its oldest tokens); then the response and its end-of-turn, 
 The response thus always starts at the same position, so replies to contexts of any length decode as
 one batch from one fixed-shape prompt, with no attention mask: the model learns to read past padding
 because every training row has it where every prompt has it. The loss covers the response tokens and
-their end-of-turn only, never the context.
+their end-of-turn and, with `data.context_loss` (the default), the context's tokens too: like DialoGPT,
+the model learns the language of the whole conversation, so each row teaches it more tokens. Evaluation
+always scores the response alone.
 
 `data.use_context=false` is the no-context ablation: the same model, trained and evaluated with the
 context region holding nothing but padding and the previous turn's end-of-turn. Both variants predict
 the very same tokens (responses are cut to the same length), so their perplexities compare directly;
-a lower perplexity with context is evidence the model uses the conversation.
+a lower perplexity with context is evidence the model uses the conversation. Since the context run also
+learns from its context tokens, `data.eval_context=shuffled` gives the cleaner probe: the same trained
+model scoring each response after another conversation's context.
 
 Presets:
 - `smoke`: seconds, on a slice of the data, for tests.
@@ -51,6 +55,7 @@ from aigc_jax.train.state import TrainState
 NAME = "dialogue_chitchat"
 PRESETS = ("smoke", "cpu", "full")
 END_OF_TURN = "\n"
+EVAL_CONTEXTS = ("own", "shuffled")
 
 
 def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
@@ -66,6 +71,10 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
             "use_context": True,  # False: the no-context ablation (the response alone)
             "context_turns": 4,  # the most recent turns read (the data set keeps up to 8)
             "response_tokens": 48,  # the response region, end-of-turn included; longer responses are cut
+            "context_loss": True,  # train on the context tokens too (DialoGPT), not only on the response
+            # "shuffled": evaluate each response after another conversation's context (a probe of how
+            # much the model's predictions depend on the right conversation)
+            "eval_context": "own",
         }
     )
     config.model = ml_collections.ConfigDict(
@@ -128,19 +137,34 @@ def turn_lines(raw: str) -> list[str]:
     return [" ".join(line.split()) for line in raw.split("\n") if line.strip()]
 
 
-def response_nll(
-    logits_BTV: jax.Array, tokens_BT: jax.Array, response_length_B: jax.Array, context_len: int
-) -> tuple[jax.Array, jax.Array]:
-    """Next-token negative log-likelihood summed over each row's response tokens and end-of-turn, and
-    how many tokens that is. The context never enters the loss.
+def target_weights(
+    tokens_BT: jax.Array,
+    response_length_B: jax.Array,
+    context_len: int,
+    pad_id: int,
+    *,
+    include_context: bool = False,
+) -> jax.Array:
+    """Which next-token predictions count, `[B, T]` bools: position `t` predicts token `t + 1`.
 
-    Position `t` predicts token `t + 1`; the response occupies tokens `context_len ...` for
-    `response_length` tokens. Rows with `response_length` 0 (eval padding) count nothing.
+    Always the response tokens and their end-of-turn (tokens `context_len ...`, `response_length` of
+    them; rows with `response_length` 0, eval padding, count nothing). With `include_context`, also
+    every context token that follows another context token, so the model learns the conversation's
+    language from the whole row, as DialoGPT does; padding is never a target and never predicts one.
     """
-    T = tokens_BT.shape[1]
-    targets_BT = jnp.roll(tokens_BT, -1, axis=1)  # the last position's target wraps round: never weighted
-    t_T = jnp.arange(T)
+    t_T = jnp.arange(tokens_BT.shape[1])
     weights_BT = (t_T >= context_len - 1) & (t_T < context_len - 1 + response_length_B[:, None])
+    if include_context:
+        next_BT = jnp.roll(tokens_BT, -1, axis=1)
+        weights_BT |= (t_T < context_len - 1) & (tokens_BT != pad_id) & (next_BT != pad_id)
+    return weights_BT
+
+
+def next_token_nll(
+    logits_BTV: jax.Array, tokens_BT: jax.Array, weights_BT: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Negative log-likelihood of each next token, summed where `weights_BT`, and how many that is."""
+    targets_BT = jnp.roll(tokens_BT, -1, axis=1)  # the last position's target wraps round: never weighted
     nll_BT = optax.softmax_cross_entropy_with_integer_labels(logits_BTV, targets_BT)
     return jnp.sum(jnp.where(weights_BT, nll_BT, 0.0)), jnp.sum(weights_BT).astype(jnp.float32)
 
@@ -185,6 +209,8 @@ class DialogueChitchat:
                 f"config.data.response_tokens {d.response_tokens} must be at least 2 and leave room for "
                 f"context in config.model.max_len {m.max_len}; lower it or raise max_len"
             )
+        if d.eval_context not in EVAL_CONTEXTS:
+            raise UserError(f"config.data.eval_context {d.eval_context!r} must be one of {EVAL_CONTEXTS}")
         eot = self.tokenizer.encode(END_OF_TURN)
         if len(eot) != 1:
             raise UserError(f"the {d.tokenizer} tokenizer does not encode a newline as one token")
@@ -215,16 +241,26 @@ class DialogueChitchat:
             logits_BTV = self.model.apply(
                 {"params": params}, batch["tokens"], train=True, rngs={"dropout": dropout_rng}
             )
-            nll, count = response_nll(logits_BTV, batch["tokens"], batch["response_length"], self.context_len)
+            weights_BT = self.weights(batch, include_context=self.config.data.context_loss)
+            nll, count = next_token_nll(logits_BTV, batch["tokens"], weights_BT)
             return nll / jnp.maximum(count, 1.0)
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
         return state.apply_gradients(grads), {"loss": loss, "grad_norm": optax.global_norm(grads)}
 
+    def weights(self, batch: dict[str, jax.Array], include_context: bool = False) -> jax.Array:
+        return target_weights(
+            batch["tokens"],
+            batch["response_length"],
+            self.context_len,
+            self.pad_id,
+            include_context=include_context,
+        )
+
     def eval_step(self, state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         # the padding rows of the last batch are all zeros, response_length included, so they count 0
         logits_BTV = self.model.apply({"params": state.params}, batch["tokens"])
-        nll, count = response_nll(logits_BTV, batch["tokens"], batch["response_length"], self.context_len)
+        nll, count = next_token_nll(logits_BTV, batch["tokens"], self.weights(batch))
         return {"nll": nll, "weight": count}
 
     def summarize_eval(self, totals: dict[str, np.ndarray]) -> dict[str, float]:
@@ -279,7 +315,13 @@ class DialogueChitchat:
 
     @functools.cached_property
     def _eval_examples(self) -> dict[str, np.ndarray]:
-        return self.examples(self.config.data.eval_split)
+        examples = self.examples(self.config.data.eval_split)
+        if self.config.data.eval_context == "shuffled":
+            # the context of the example half the split away: another conversation, never the own one
+            tokens = examples["tokens"].copy()
+            tokens[:, : self.context_len] = np.roll(tokens[:, : self.context_len], len(tokens) // 2, axis=0)
+            examples = {**examples, "tokens": tokens}
+        return examples
 
     def train_dataset(self) -> grain.IterDataset:
         c = self.config
