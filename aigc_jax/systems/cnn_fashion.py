@@ -33,7 +33,7 @@ from aigc_jax.systems.base import sample_options
 from aigc_jax.train import config as config_lib
 from aigc_jax.train import loop, optim
 from aigc_jax.train import mesh as mesh_lib
-from aigc_jax.train.state import TrainState, apply_model
+from aigc_jax.train.state import TrainState, apply_model, gradient_step
 
 NAME = "cnn_fashion"
 PRESETS = ("smoke", "seed", "cpu", "full")
@@ -126,19 +126,15 @@ class CnnFashion(images.ImageDataMethods):
     def train_step(
         self, state: TrainState, batch: dict[str, jax.Array]
     ) -> tuple[TrainState, dict[str, jax.Array]]:
-        dropout_rng = jax.random.fold_in(state.rng, state.step)
-
-        def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, Any]]:
+        def loss_fn(params: Any, dropout_rng: jax.Array) -> tuple[jax.Array, dict[str, Any]]:
             (logits, _), model_state = apply_model(
                 self.model, params, state.model_state, batch["image"], train=True, rng=dropout_rng
             )
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
-            return loss, (logits, model_state)
+            accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+            return loss, {"model_state": model_state, "metrics": {"accuracy": accuracy}}
 
-        (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
-        state = state.apply_gradients(grads, model_state=model_state)
-        return state, {"loss": loss, "accuracy": accuracy, "grad_norm": optax.global_norm(grads)}
+        return gradient_step(state, loss_fn)
 
     def eval_step(self, state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         logits = self.predict(state, batch["image"])

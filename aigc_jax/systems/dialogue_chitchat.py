@@ -50,7 +50,7 @@ from aigc_jax.errors import UserError
 from aigc_jax.models.gpt import GPT
 from aigc_jax.systems.base import sample_options
 from aigc_jax.train import loop, optim
-from aigc_jax.train.state import TrainState
+from aigc_jax.train.state import TrainState, gradient_step
 
 NAME = "dialogue_chitchat"
 PRESETS = ("smoke", "cpu", "full")
@@ -235,18 +235,15 @@ class DialogueChitchat:
     def train_step(
         self, state: TrainState, batch: dict[str, jax.Array]
     ) -> tuple[TrainState, dict[str, jax.Array]]:
-        dropout_rng = jax.random.fold_in(state.rng, state.step)
-
-        def loss_fn(params: Any) -> jax.Array:
+        def loss_fn(params: Any, dropout_rng: jax.Array) -> tuple[jax.Array, dict[str, Any]]:
             logits_BTV = self.model.apply(
                 {"params": params}, batch["tokens"], train=True, rngs={"dropout": dropout_rng}
             )
             weights_BT = self.weights(batch, include_context=self.config.data.context_loss)
             nll, count = next_token_nll(logits_BTV, batch["tokens"], weights_BT)
-            return nll / jnp.maximum(count, 1.0)
+            return nll / jnp.maximum(count, 1.0), {}
 
-        loss, grads = jax.value_and_grad(loss_fn)(state.params)
-        return state.apply_gradients(grads), {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return gradient_step(state, loss_fn)
 
     def weights(self, batch: dict[str, jax.Array], include_context: bool = False) -> jax.Array:
         return target_weights(

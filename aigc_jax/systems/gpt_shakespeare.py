@@ -29,7 +29,7 @@ from aigc_jax.errors import UserError
 from aigc_jax.models.gpt import GPT
 from aigc_jax.systems.base import sample_options
 from aigc_jax.train import loop, optim
-from aigc_jax.train.state import TrainState
+from aigc_jax.train.state import TrainState, gradient_step
 
 NAME = "gpt_shakespeare"
 PRESETS = ("smoke", "cpu", "full", "gpt2_124m")
@@ -131,16 +131,13 @@ class GptShakespeare:
     def train_step(
         self, state: TrainState, batch: dict[str, jax.Array]
     ) -> tuple[TrainState, dict[str, jax.Array]]:
-        dropout_rng = jax.random.fold_in(state.rng, state.step)
-
-        def loss_fn(params: Any) -> jax.Array:
+        def loss_fn(params: Any, dropout_rng: jax.Array) -> tuple[jax.Array, dict[str, Any]]:
             logits_BTV = self.model.apply(
                 {"params": params}, batch["inputs"], train=True, rngs={"dropout": dropout_rng}
             )
-            return optax.softmax_cross_entropy_with_integer_labels(logits_BTV, batch["targets"]).mean()
+            return optax.softmax_cross_entropy_with_integer_labels(logits_BTV, batch["targets"]).mean(), {}
 
-        loss, grads = jax.value_and_grad(loss_fn)(state.params)
-        return state.apply_gradients(grads), {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return gradient_step(state, loss_fn)
 
     def eval_step(self, state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         logits_BTV = self.model.apply({"params": state.params}, batch["inputs"])

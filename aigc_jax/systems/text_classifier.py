@@ -27,7 +27,7 @@ from aigc_jax.systems.base import sample_options
 from aigc_jax.systems.cnn_fashion import ClassifierReport
 from aigc_jax.train import loop, optim
 from aigc_jax.train import mesh as mesh_lib
-from aigc_jax.train.state import TrainState
+from aigc_jax.train.state import TrainState, gradient_step
 
 
 def max_norm(kernel_FC: jax.Array, limit: float) -> jax.Array:
@@ -75,21 +75,15 @@ class SentenceClassifier:
     def train_step(
         self, state: TrainState, batch: dict[str, jax.Array]
     ) -> tuple[TrainState, dict[str, jax.Array]]:
-        dropout_rng = jax.random.fold_in(state.rng, state.step)
-
-        def loss_fn(params: Any) -> tuple[jax.Array, jax.Array]:
+        def loss_fn(params: Any, dropout_rng: jax.Array) -> tuple[jax.Array, dict[str, Any]]:
             logits_BC = self._logits(
                 state, params, batch["tokens"], train=True, rngs={"dropout": dropout_rng}
             )
-            return optax.softmax_cross_entropy_with_integer_labels(
-                logits_BC, batch["label"]
-            ).mean(), logits_BC
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits_BC, batch["label"]).mean()
+            return loss, {"metrics": {"accuracy": jnp.mean(jnp.argmax(logits_BC, -1) == batch["label"])}}
 
-        (loss, logits_BC), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        state = state.apply_gradients(grads)
-        state = state.replace(params=self.constrain(state.params))
-        accuracy = jnp.mean(jnp.argmax(logits_BC, -1) == batch["label"])
-        return state, {"loss": loss, "accuracy": accuracy, "grad_norm": optax.global_norm(grads)}
+        state, metrics = gradient_step(state, loss_fn)
+        return state.replace(params=self.constrain(state.params)), metrics
 
     def eval_step(self, state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         logits_BC = self._logits(state, state.params, batch["tokens"])

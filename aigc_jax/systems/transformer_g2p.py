@@ -44,7 +44,7 @@ from aigc_jax.errors import UserError
 from aigc_jax.models.transformer import PAD_ID, Transformer
 from aigc_jax.systems.base import sample_options
 from aigc_jax.train import loop, optim
-from aigc_jax.train.state import TrainState
+from aigc_jax.train.state import TrainState, gradient_step
 
 NAME = "transformer_g2p"
 PRESETS = ("smoke", "cpu", "full")
@@ -244,11 +244,10 @@ class TransformerG2p:
     def train_step(
         self, state: TrainState, batch: dict[str, jax.Array]
     ) -> tuple[TrainState, dict[str, jax.Array]]:
-        dropout_rng = jax.random.fold_in(state.rng, state.step)
         weights_BT = (batch["targets"] != PAD_ID).astype(jnp.float32)
         smoothing = self.config.train.label_smoothing
 
-        def loss_fn(params: Any) -> tuple[jax.Array, jax.Array]:
+        def loss_fn(params: Any, dropout_rng: jax.Array) -> tuple[jax.Array, dict[str, Any]]:
             logits_BTV = self.model.apply(
                 {"params": params},
                 batch["source"],
@@ -260,16 +259,12 @@ class TransformerG2p:
                 jax.nn.one_hot(batch["targets"], logits_BTV.shape[-1]), smoothing
             )
             loss_BT = optax.softmax_cross_entropy(logits_BTV, labels_BTV)
-            return jnp.sum(loss_BT * weights_BT) / jnp.sum(weights_BT), logits_BTV
+            correct_BT = jnp.argmax(logits_BTV, axis=-1) == batch["targets"]
+            count = jnp.sum(weights_BT)
+            accuracy = jnp.sum(correct_BT * weights_BT) / count
+            return jnp.sum(loss_BT * weights_BT) / count, {"metrics": {"token_accuracy": accuracy}}
 
-        (loss, logits_BTV), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        correct_BT = jnp.argmax(logits_BTV, axis=-1) == batch["targets"]
-        accuracy = jnp.sum(correct_BT * weights_BT) / jnp.sum(weights_BT)
-        return state.apply_gradients(grads), {
-            "loss": loss,
-            "token_accuracy": accuracy,
-            "grad_norm": optax.global_norm(grads),
-        }
+        return gradient_step(state, loss_fn)
 
     def eval_step(self, state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """Teacher-forced token loss, and the word and phoneme errors of transcribing every word."""

@@ -25,7 +25,7 @@ from aigc_jax.data import images
 from aigc_jax.models.convnets import UNet
 from aigc_jax.systems.base import sample_options
 from aigc_jax.train import loop, optim
-from aigc_jax.train.state import TrainState, apply_model
+from aigc_jax.train.state import TrainState, apply_model, gradient_step
 
 NAME = "unet_fashion_scenes"
 PRESETS = ("smoke", "cpu", "full")
@@ -89,17 +89,16 @@ class UnetFashionScenes(images.ImageDataMethods):
     def train_step(
         self, state: TrainState, batch: dict[str, jax.Array]
     ) -> tuple[TrainState, dict[str, jax.Array]]:
-        def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, Any]]:
+        def loss_fn(params: Any, dropout_rng: jax.Array) -> tuple[jax.Array, dict[str, Any]]:
+            del dropout_rng  # the U-Net has no dropout
             logits, model_state = apply_model(
                 self.model, params, state.model_state, batch["image"], train=True
             )
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["mask"]).mean()
-            return loss, (logits, model_state)
+            pixel_accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["mask"])
+            return loss, {"model_state": model_state, "metrics": {"pixel_accuracy": pixel_accuracy}}
 
-        (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        pixel_accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["mask"])
-        state = state.apply_gradients(grads, model_state=model_state)
-        return state, {"loss": loss, "pixel_accuracy": pixel_accuracy, "grad_norm": optax.global_norm(grads)}
+        return gradient_step(state, loss_fn)
 
     def eval_step(self, state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         logits, _ = apply_model(self.model, state.params, state.model_state, batch["image"], train=False)

@@ -35,6 +35,25 @@ class TrainState(struct.PyTreeNode):
         return self.replace(step=step, params=params, opt_state=opt_state, **changes)
 
 
+# params, dropout key -> (loss, aux); aux may hold "metrics" (logged) and "model_state" (carried forward)
+LossFn = Callable[[Any, jax.Array], tuple[jax.Array, dict[str, Any]]]
+
+
+def gradient_step(state: TrainState, loss_fn: LossFn) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer update of a single-network state on `loss_fn`: the train step of every system that
+    minimises one loss. Its metrics are the loss, the aux's `metrics` and the gradient norm.
+
+    The dropout key is folded from the state's key and step, so a resumed run draws the same masks as an
+    uninterrupted one; aux's `model_state` (BatchNorm statistics) replaces the state's."""
+    dropout_rng = jax.random.fold_in(state.rng, state.step)
+    (loss, aux), grads = jax.value_and_grad(lambda params: loss_fn(params, dropout_rng), has_aux=True)(
+        state.params
+    )
+    changes = {"model_state": aux["model_state"]} if "model_state" in aux else {}
+    metrics = {"loss": loss, **aux.get("metrics", {}), "grad_norm": optax.global_norm(grads)}
+    return state.apply_gradients(grads, **changes), metrics
+
+
 InitFn = Callable[[jax.Array], dict[str, Any]]  # rng -> Linen variables, boxed with logical names
 
 
