@@ -44,6 +44,15 @@ signal. Shakespeare — BLEU-4 SeqGAN 0.245, MLE 0.228 (real lines 0.284), self-
 (real 0.154). Both runs predate two memory-only changes (rollouts and their rewards computed one lane /
 one prefix at a time: the same rollouts, bit for bit).
 
+Why the discriminator does not learn here: experiments/seqgan_discriminator.py trains it alone from
+the pre-trained generator at Adam 1e-4, 1e-3 and 1e-2 (and against the untrained generator) and records
+its validation accuracies (seqgan_discriminator__oracle.json). Telling an MLE generator's samples from
+the oracle's is slow to learn from 10,000 real sequences over a 5,000-word vocabulary; the paper
+pre-trains the discriminator for 50 x 3 epochs of 20,000 sequences (~23,000 of our steps of 64 real + 64
+generated) with 1,720 feature maps: the `full` preset, for an accelerator. A discriminator step costs
+0.13-0.16 s on an idle machine whether or not it runs inside the phase switch (the 0.8 s seen before
+was contention).
+
 Writes experiments/results/seqgan__<preset>.json. Extra `--config.KEY=VALUE` arguments override the
 preset in every part and are recorded in the command.
 """
