@@ -18,12 +18,13 @@ Expected result: `cpu` preset test_wer ≤ 0.25 and test_per ≤ 0.065 within 35
 LSTM encoder-decoder: 23.6-25.4%; Yolchuyeva et al. 2019, transformer: 22.1-23.9%; on the older
 CMUdict 0.7a split of Sequitur, stress stripped, ~12k test words).
 
-Recorded (`cpu`, transformer_g2p__cpu.json): targets missed. The 2 cores were shared with four other
-agents' runs (load 8-11), so a step of 256 words took 1.6-2.5 s instead of ~0.9 s and the 34-minute cap
-stopped training at step 896 of 2,000 (~1.9 epochs, learning rate still at 70% of its peak): test WER
-0.465 and PER 0.124 with beam 4 (greedy: 0.472 / 0.126; validation beam 0.462 / 0.121), against
-0.25 / 0.065. Validation WER fell from 0.62 at step 500 (first 1,024 words) to 0.47 at step 896, still
-falling.
+Recorded (`cpu`, transformer_g2p__cpu.json, on an otherwise idle machine): targets missed. The cap
+stopped training at step 4,900 of 5,000 (~11 epochs, 2,055 s): test WER 0.304 and PER 0.074 with beam 4
+(greedy: 0.306 / 0.075; validation beam 0.300 / 0.073), against 0.25 / 0.065. Before it, the earlier
+2,000-step preset (finished by resuming the step-896 checkpoint of a run the cap had cut short under
+heavy contention) reached 0.367 / 0.092 (transformer_g2p__cpu_2000_steps.json); validation WER fell
+0.51 -> 0.42 -> 0.30 at steps 1,000 / 2,000 / 4,900 of this run, so a longer schedule (the `full` preset,
+for an accelerator) is the next step.
 
 Writes experiments/results/transformer_g2p__<preset>.json. Extra `--config.KEY=VALUE` arguments override
 the preset and are recorded in the command.
