@@ -39,7 +39,7 @@ REGISTRY: dict[str, SystemSpec] = {
             seed_questions=(8, 26),
             data="fashion_mnist",
             description="CNN image classifier: the source's network (seed preset) and a VGG-style BN net",
-            status="cpu: 0.935, missed",
+            status="cpu: 0.936, missed",
         ),
         SystemSpec(
             name="gan_mlp_fashion",
@@ -47,7 +47,7 @@ REGISTRY: dict[str, SystemSpec] = {
             seed_questions=(3,),
             data="fashion_mnist",
             description="the source's MLP GAN, bugs fixed (fresh noise, detached fakes, non-saturating loss)",
-            status="cpu: fd 102.6",
+            status="cpu: fd 98.6",
         ),
         SystemSpec(
             name="dcgan_fashion",
@@ -55,7 +55,7 @@ REGISTRY: dict[str, SystemSpec] = {
             seed_questions=(3,),
             data="fashion_mnist",
             description="DCGAN: transposed-conv generator with BatchNorm, conv discriminator",
-            status="cpu: fd 146, missed",
+            status="cpu: fd 106, missed",
         ),
         SystemSpec(
             name="unet_fashion_scenes",
@@ -95,7 +95,7 @@ REGISTRY: dict[str, SystemSpec] = {
             seed_questions=(5, 27),
             data="cmudict_g2p",
             description="encoder-decoder transformer, letters -> phonemes, greedy and beam search",
-            status="cpu: wer 0.465, missed",
+            status="cpu: wer 0.304, missed",
         ),
         SystemSpec(
             name="dialogue_chitchat",
@@ -103,7 +103,7 @@ REGISTRY: dict[str, SystemSpec] = {
             seed_questions=(17,),
             data="chitchat",
             description="GPT decoder replying to the previous turns; top-p or beam search; aigc-jax chat",
-            status="cpu: ppl 108 vs 104 without context, missed",
+            status="cpu: ppl 78 vs 104 without context",
         ),
     ]
 }
