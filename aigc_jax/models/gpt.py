@@ -143,6 +143,20 @@ class Block(nn.Module):
         return nn.with_logical_constraint(x_BTD, ("batch", "length", None))
 
 
+def size_fields(model_config: Any) -> dict[str, Any]:
+    """The fields every transformer here (`GPT`, `transformer.Transformer`) takes from a system's
+    `config.model`: num_layers, num_heads, embed_dim, max_len, dropout (as dropout_rate) and dtype."""
+    m = model_config
+    return {
+        "num_layers": m.num_layers,
+        "num_heads": m.num_heads,
+        "embed_dim": m.embed_dim,
+        "max_len": m.max_len,
+        "dropout_rate": m.dropout,
+        "dtype": jnp.dtype(m.dtype),
+    }
+
+
 class GPT(nn.Module):
     vocab_size: int
     num_layers: int

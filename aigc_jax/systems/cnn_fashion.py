@@ -148,7 +148,8 @@ class CnnFashion(images.ImageDataMethods):
             (logits, _), _ = apply_model(self.model, state.params, state.model_state, x, train=False)
             return logits
 
-        if not self.config.eval.flip_average:
+        # a workdir written before `eval.flip_average` existed evaluates as it did then: without it
+        if not self.config.get("eval", {}).get("flip_average", False):
             return logits_of(images_BHWC)
         both = jnp.stack([logits_of(images_BHWC), logits_of(images_BHWC[:, :, ::-1])])
         return jax.nn.logsumexp(jax.nn.log_softmax(both), axis=0) - jnp.log(2.0)

@@ -47,7 +47,7 @@ import optax
 from aigc_jax import decoding
 from aigc_jax.data import catalog, images, text
 from aigc_jax.errors import UserError
-from aigc_jax.models.gpt import GPT
+from aigc_jax.models.gpt import GPT, size_fields
 from aigc_jax.systems.base import sample_options
 from aigc_jax.train import loop, optim
 from aigc_jax.train.state import TrainState, gradient_step
@@ -216,15 +216,7 @@ class DialogueChitchat:
             raise UserError(f"the {d.tokenizer} tokenizer does not encode a newline as one token")
         self.eot_id = int(eot[0])
         self.pad_id = self.tokenizer.vocab_size  # one id past the tokenizer's: no text encodes to it
-        self.model = GPT(
-            vocab_size=self.tokenizer.vocab_size + 1,
-            num_layers=m.num_layers,
-            num_heads=m.num_heads,
-            embed_dim=m.embed_dim,
-            max_len=m.max_len,
-            dropout_rate=m.dropout,
-            dtype=jnp.dtype(m.dtype),
-        )
+        self.model = GPT(vocab_size=self.tokenizer.vocab_size + 1, **size_fields(m))
         self.tx, self.schedule = optim.make_optimizer(self.config.optim, self.config.train.num_steps)
 
     # --- model and steps -------------------------------------------------------------------------

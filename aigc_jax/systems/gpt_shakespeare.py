@@ -26,7 +26,7 @@ import optax
 from aigc_jax import decoding
 from aigc_jax.data import catalog, pipeline, text
 from aigc_jax.errors import UserError
-from aigc_jax.models.gpt import GPT
+from aigc_jax.models.gpt import GPT, size_fields
 from aigc_jax.systems.base import sample_options
 from aigc_jax.train import loop, optim
 from aigc_jax.train.state import TrainState, gradient_step
@@ -112,15 +112,7 @@ class GptShakespeare:
                 f"config.model.vocab_size {vocab_size} is smaller than the tokenizer's "
                 f"{self.tokenizer.vocab_size}; raise it or set it to 0 (the tokenizer's size)"
             )
-        self.model = GPT(
-            vocab_size=vocab_size,
-            num_layers=m.num_layers,
-            num_heads=m.num_heads,
-            embed_dim=m.embed_dim,
-            max_len=m.max_len,
-            dropout_rate=m.dropout,
-            dtype=jnp.dtype(m.dtype),
-        )
+        self.model = GPT(vocab_size=vocab_size, **size_fields(m))
         self.tx, self.schedule = optim.make_optimizer(self.config.optim, self.config.train.num_steps)
 
     # --- model and steps -------------------------------------------------------------------------

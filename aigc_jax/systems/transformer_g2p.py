@@ -41,6 +41,7 @@ import optax
 from aigc_jax import decoding, metrics
 from aigc_jax.data import catalog, images, pipeline, text
 from aigc_jax.errors import UserError
+from aigc_jax.models.gpt import size_fields
 from aigc_jax.models.transformer import PAD_ID, Transformer
 from aigc_jax.systems.base import sample_options
 from aigc_jax.train import loop, optim
@@ -221,16 +222,10 @@ class TransformerG2p:
     phonemes: Phonemes
 
     def __post_init__(self) -> None:
-        m = self.config.model
         self.model = Transformer(
             source_vocab_size=len(LETTERS) + 1,
             target_vocab_size=self.phonemes.vocab_size,
-            num_layers=m.num_layers,
-            num_heads=m.num_heads,
-            embed_dim=m.embed_dim,
-            max_len=m.max_len,
-            dropout_rate=m.dropout,
-            dtype=jnp.dtype(m.dtype),
+            **size_fields(self.config.model),
         )
         self.tx, self.schedule = optim.make_optimizer(self.config.optim, self.config.train.num_steps)
 
