@@ -31,7 +31,7 @@ import jax
 import numpy as np
 
 from aigc_jax import metrics, results
-from aigc_jax.data import catalog, images
+from aigc_jax.data import catalog, in_memory
 from aigc_jax.systems import cnn_fashion, dcgan_fashion, gan_mlp_fashion
 from aigc_jax.train import config as config_lib
 from aigc_jax.train import loop
@@ -47,7 +47,7 @@ def real_floor(classifier_workdir: str) -> dict[str, float]:
 
     def moments(split: str) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
         pixels = catalog.arrays("fashion_mnist", split)["image"][:NUM_IMAGES]
-        outputs = [extract(images.to_float(pixels[i : i + 500])) for i in range(0, len(pixels), 500)]
+        outputs = [extract(in_memory.to_float(pixels[i : i + 500])) for i in range(0, len(pixels), 500)]
         features, logits = zip(*outputs, strict=True)
         features = np.concatenate(features).astype(np.float64)
         classes = np.bincount(np.argmax(np.concatenate(logits), -1), minlength=10)

@@ -1,6 +1,6 @@
 """Shakespeare's verse and prose lines as a set of fixed-length token sequences (`[N, T]` int32).
 
-Such sets batch like image arrays: `images.train_dataset` and `images.eval_batches` take any dict of
+Such sets batch like image arrays: `in_memory.train_dataset` and `in_memory.eval_batches` take any dict of
 equally long arrays.
 """
 

@@ -14,7 +14,7 @@ multiple of `LENGTH_MULTIPLE`, so only a few shapes compile): the sentences, sor
 seeded random order, are dealt into fixed batches whose order is reshuffled every epoch. Most sentences
 are far shorter than the longest, so a step costs well under half of one over fully padded batches;
 the models ignore padding, so what they compute is unchanged. Evaluation walks the sentences in order with
-the array pipeline of `data/images.py` (weight-0 rows fill the last batch).
+the array pipeline of `data/in_memory.py` (weight-0 rows fill the last batch).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from aigc_jax.data import catalog, images, text
+from aigc_jax.data import catalog, in_memory, text
 from aigc_jax.data.pipeline import per_process_batch_size
 from aigc_jax.errors import UserError
 
@@ -120,7 +120,7 @@ class TrimmedBatch:
     """
 
     def __init__(self, arrays: dict[str, np.ndarray], process_index: int, process_count: int):
-        self.gather = images.Batch(arrays, None, process_index, process_count)
+        self.gather = in_memory.Batch(arrays, None, process_index, process_count)
 
     def __call__(self, batch: tuple[np.ndarray, int]) -> dict[str, np.ndarray]:
         indices_G, length = batch
@@ -186,4 +186,4 @@ class SentenceSplits:
         return length_bucketed_dataset(self.arrays("train"), self.global_batch_size, self.seed)
 
     def eval_batches(self, max_batches: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-        return images.eval_batches(self.arrays("eval"), self.global_batch_size, max_batches)
+        return in_memory.eval_batches(self.arrays("eval"), self.global_batch_size, max_batches)

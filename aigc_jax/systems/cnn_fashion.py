@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 from aigc_jax import metrics, visualize
-from aigc_jax.data import images
+from aigc_jax.data import images, in_memory
 from aigc_jax.models.convnets import SeedCNN, VggBnCNN
 from aigc_jax.systems.base import sample_options
 from aigc_jax.train import config as config_lib
@@ -116,7 +116,9 @@ class CnnFashion(images.ImageDataMethods):
 
     def __post_init__(self) -> None:
         c = self.config
-        self.data = images.ImageSplits(c.data, c.train.batch_size, c.train.seed, images.Augment(**c.augment))
+        self.data = images.ImageSplits(
+            c.data, c.train.batch_size, c.train.seed, in_memory.Augment(**c.augment)
+        )
         self.model = make_model(self.config.model, self.data.num_classes)
         self.tx, self.schedule = optim.make_optimizer(self.config.optim, self.config.train.num_steps)
 

@@ -45,7 +45,7 @@ import numpy as np
 import optax
 
 from aigc_jax import decoding
-from aigc_jax.data import catalog, images, text
+from aigc_jax.data import catalog, in_memory, text
 from aigc_jax.errors import UserError
 from aigc_jax.models.gpt import GPT, size_fields
 from aigc_jax.systems.base import sample_options
@@ -314,10 +314,10 @@ class DialogueChitchat:
 
     def train_dataset(self) -> grain.IterDataset:
         c = self.config
-        return images.train_dataset(self._train_examples, c.train.batch_size, c.train.seed)
+        return in_memory.train_dataset(self._train_examples, c.train.batch_size, c.train.seed)
 
     def eval_batches(self, max_batches: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-        return images.eval_batches(self._eval_examples, self.config.train.batch_size, max_batches)
+        return in_memory.eval_batches(self._eval_examples, self.config.train.batch_size, max_batches)
 
     # --- replies ---------------------------------------------------------------------------------
 

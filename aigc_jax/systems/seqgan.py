@@ -53,7 +53,7 @@ import numpy as np
 import optax
 
 from aigc_jax import metrics
-from aigc_jax.data import images, sequences, text
+from aigc_jax.data import in_memory, sequences, text
 from aigc_jax.errors import UserError
 from aigc_jax.models import seqgan as nets
 from aigc_jax.systems.base import sample_options
@@ -301,13 +301,13 @@ class SeqGan:
 
     def train_dataset(self) -> grain.IterDataset:
         c = self.config.train
-        return images.train_dataset({"tokens": self.splits["train"]}, c.batch_size, c.seed)
+        return in_memory.train_dataset({"tokens": self.splits["train"]}, c.batch_size, c.seed)
 
     def eval_batches(self, max_batches: int | None = None) -> Iterator[dict[str, np.ndarray]]:
         """Every evaluation sequence once, with its index: each example's generated sequence is drawn
         from a key folded from it, whatever the batch size or sharding."""
         arrays = {"tokens": self.splits["eval"], "index": np.arange(len(self.splits["eval"]))}
-        return images.eval_batches(arrays, self.config.train.batch_size, max_batches)
+        return in_memory.eval_batches(arrays, self.config.train.batch_size, max_batches)
 
     # --- sampling --------------------------------------------------------------------------------
 

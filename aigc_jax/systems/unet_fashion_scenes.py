@@ -21,7 +21,7 @@ import numpy as np
 import optax
 
 from aigc_jax import metrics, visualize
-from aigc_jax.data import images
+from aigc_jax.data import images, in_memory
 from aigc_jax.models.convnets import UNet
 from aigc_jax.systems.base import sample_options
 from aigc_jax.train import loop, optim
@@ -79,7 +79,9 @@ class UnetFashionScenes(images.ImageDataMethods):
 
     def __post_init__(self) -> None:
         c = self.config
-        self.data = images.ImageSplits(c.data, c.train.batch_size, c.train.seed, images.Augment(**c.augment))
+        self.data = images.ImageSplits(
+            c.data, c.train.batch_size, c.train.seed, in_memory.Augment(**c.augment)
+        )
         self.model = UNet(self.data.num_classes, tuple(self.config.model.level_features))
         self.tx, self.schedule = optim.make_optimizer(self.config.optim, self.config.train.num_steps)
 
@@ -123,7 +125,7 @@ class UnetFashionScenes(images.ImageDataMethods):
         arrays = self.data.arrays(self.config.data.eval_split)
         chosen = jax.random.choice(rng, len(arrays["image"]), (int(o["num_samples"]),), replace=False)
         chosen = np.sort(np.asarray(chosen))
-        scenes = images.to_float(arrays["image"][chosen])
+        scenes = in_memory.to_float(arrays["image"][chosen])
         predict = jax.jit(
             lambda s, x: jnp.argmax(apply_model(self.model, s.params, s.model_state, x, train=False)[0], -1)
         )
