@@ -10,7 +10,7 @@ import pytest
 from aigc_jax.errors import UserError
 from aigc_jax.systems import gpt_shakespeare
 from aigc_jax.train import config as config_lib
-from aigc_jax.train import loop
+from aigc_jax.train import loop, losses
 from aigc_jax.train import mesh as mesh_lib
 from aigc_jax.train.checkpoint import Checkpointer
 from aigc_jax.train.state import abstract_train_state, create_train_state
@@ -126,3 +126,14 @@ def test_divergence_stops_with_a_message_and_keeps_the_checkpoint(tmp_path):
     with pytest.raises(UserError, match=r"diverged at step \d+.*last good checkpoint \(step 10\)"):
         loop.fit(smoke_system(tmp_path, **exploding), tmp_path, mesh)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
+
+
+def test_cross_entropy_label_smoothing_mixes_in_the_uniform_target():
+    logits = jax.random.normal(jax.random.PRNGKey(0), (4, 3, 5))
+    labels = jax.random.randint(jax.random.PRNGKey(1), (4, 3), 0, 5)
+    log_p = jax.nn.log_softmax(logits)
+    nll = -np.take_along_axis(np.asarray(log_p), np.asarray(labels)[..., None], -1)[..., 0]
+    np.testing.assert_allclose(losses.cross_entropy(logits, labels), nll, rtol=1e-6)
+    # target (1 - s) * one_hot + s / C: the loss is (1 - s) * NLL + s * the mean of -log p over classes
+    smoothed = 0.8 * nll + 0.2 * -np.mean(np.asarray(log_p), axis=-1)
+    np.testing.assert_allclose(losses.cross_entropy(logits, labels, 0.2), smoothed, rtol=1e-5)

@@ -44,7 +44,7 @@ from aigc_jax.errors import UserError
 from aigc_jax.models.gpt import size_fields
 from aigc_jax.models.transformer import PAD_ID, Transformer
 from aigc_jax.systems.base import sample_options
-from aigc_jax.train import loop, optim
+from aigc_jax.train import loop, losses, optim
 from aigc_jax.train.state import TrainState, gradient_step
 
 NAME = "transformer_g2p"
@@ -247,10 +247,7 @@ class TransformerG2p:
                 train=True,
                 rngs={"dropout": dropout_rng},
             )
-            labels_BTV = optax.smooth_labels(
-                jax.nn.one_hot(batch["targets"], logits_BTV.shape[-1]), smoothing
-            )
-            loss_BT = optax.softmax_cross_entropy(logits_BTV, labels_BTV)
+            loss_BT = losses.cross_entropy(logits_BTV, batch["targets"], smoothing)
             correct_BT = jnp.argmax(logits_BTV, axis=-1) == batch["targets"]
             count = jnp.sum(weights_BT)
             accuracy = jnp.sum(correct_BT * weights_BT) / count
