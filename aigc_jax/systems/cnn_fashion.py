@@ -78,6 +78,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         config.train.update(num_steps=4500, log_every=100, eval_every=1000, checkpoint_every=1000)
         # on that run's network, averaging each image with its mirror raised validation 0.9406 -> 0.9426
         config.eval.flip_average = True
+        # label smoothing 0.1 lowered validation to 0.9368 (cnn_fashion__cpu_label_smoothing0.1.json): off
     elif preset == "full":
         config.model.update(stage_features=(64, 128, 256), stage_convs=(2, 2, 2), hidden=512, dropout=0.4)
         config.eval.flip_average = True
