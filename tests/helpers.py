@@ -2,8 +2,10 @@
 
 import pathlib
 
+import grain
 import jax
 import ml_collections
+import numpy as np
 
 from aigc_jax.systems import gpt_shakespeare
 from aigc_jax.train import config as config_lib
@@ -40,3 +42,26 @@ def run_steps(system, mesh, num_steps, batch=None):
 
 def single_device_mesh():
     return mesh_lib.make_mesh((1, 1, 1), jax.devices()[:1])
+
+
+def assert_resumes_exactly(ds: grain.IterDataset, skip: int, take: int) -> tuple[grain.DatasetIterator, list]:
+    """Reads `skip` batches of a fresh iterator of `ds`, saves its state, reads `take` more, and checks that
+    an iterator restored from that state yields the same `take` batches. Returns the first iterator and
+    those batches."""
+    it = iter(ds)
+    assert isinstance(it, grain.DatasetIterator)
+    for _ in range(skip):
+        next(it)
+    state = it.get_state()
+    expected = [next(it) for _ in range(take)]
+    resumed = iter(ds)
+    resumed.set_state(state)
+    for want in expected:
+        assert_batches_equal(next(resumed), want)
+    return it, expected
+
+
+def assert_batches_equal(got: dict, want: dict) -> None:
+    assert got.keys() == want.keys()
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key])

@@ -13,13 +13,13 @@ import sys
 import tarfile
 import time
 
-import grain
 import numpy as np
 import pytest
 
 from aigc_jax.data import catalog, pipeline, sources, text
 from aigc_jax.data.builders import shakespeare
 from aigc_jax.errors import UserError
+from tests.helpers import assert_resumes_exactly
 
 VALIDATION_TITLES = {
     "alls_well_that_ends_well",
@@ -238,18 +238,7 @@ def test_train_batches_are_shifted_windows():
 
 def test_train_iterator_resumes_on_the_exact_next_batch():
     ds = pipeline.lm_train_dataset(TOKENS, seq_len=16, global_batch_size=8, seed=1)
-    it = iter(ds)
-    assert isinstance(it, grain.DatasetIterator)
-    for _ in range(3):
-        next(it)
-    state = it.get_state()
-    expected = [next(it) for _ in range(2)]
-    resumed = iter(ds)
-    resumed.set_state(state)
-    for want in expected:
-        got = next(resumed)
-        for key in want:
-            np.testing.assert_array_equal(got[key], want[key])
+    assert_resumes_exactly(ds, skip=3, take=2)
 
 
 def test_train_epochs_cover_all_windows_in_a_new_order():

@@ -3,12 +3,12 @@ augmentation of images and masks together, splitting across processes, and evalu
 
 from __future__ import annotations
 
-import grain
 import numpy as np
 import pytest
 
 from aigc_jax.data import in_memory
 from aigc_jax.errors import UserError
+from tests.helpers import assert_batches_equal, assert_resumes_exactly
 
 
 def _toy(n: int = 12, size: int = 6) -> dict[str, np.ndarray]:
@@ -58,21 +58,12 @@ def test_train_epochs_cover_every_example_in_a_new_order():
 def test_train_batches_are_reproducible_and_resume_exactly():
     augment = in_memory.Augment(crop_padding=2, flip=True)
     ds = in_memory.train_dataset(_toy(), global_batch_size=4, seed=3, augment=augment)
-    it = iter(ds)
-    assert isinstance(it, grain.DatasetIterator)
-    for _ in range(4):
-        next(it)
-    state = it.get_state()
-    expected = [next(it) for _ in range(3)]
+    it, expected = assert_resumes_exactly(ds, skip=4, take=3)
     fresh = iter(in_memory.train_dataset(_toy(), global_batch_size=4, seed=3, augment=augment))
     for _ in range(4):
         next(fresh)
-    resumed = iter(ds)
-    resumed.set_state(state)
     for want in expected:
-        for got in (next(fresh), next(resumed)):
-            for key in want:
-                np.testing.assert_array_equal(got[key], want[key])
+        assert_batches_equal(next(fresh), want)
     other = iter(in_memory.train_dataset(_toy(), global_batch_size=4, seed=4, augment=augment))
     assert any(not np.array_equal(next(other)["image"], next(it)["image"]) for _ in range(3))
 
