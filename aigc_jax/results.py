@@ -32,6 +32,8 @@ def hardware() -> str:
 
 
 def git_commit() -> str:
+    """HEAD (marked if tracked files differ from it), or `$AIGC_JAX_GIT_COMMIT` where the checkout has no
+    git history (a copy of the working tree sent to an accelerator machine)."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
@@ -43,7 +45,7 @@ def git_commit() -> str:
             check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("AIGC_JAX_GIT_COMMIT", "unknown")
     return commit.strip() + ("+uncommitted changes" if dirty.strip() else "")
 
 

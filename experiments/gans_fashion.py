@@ -2,10 +2,14 @@
 
 Command (2 CPU cores; needs the classifier of `python experiments/cnn_fashion.py --preset cpu` first):
 
-    python experiments/gans_fashion.py [--classifier-workdir workdirs/experiments/cnn_fashion__cpu]
+    python experiments/gans_fashion.py [--preset cpu] [--classifier-workdir CNN_FASHION_WORKDIR]
+
+(CNN_FASHION_WORKDIR defaults to workdirs/experiments/cnn_fashion__cpu.)
 
 Each GAN's `cpu` preset trains for 10 minutes of training time (`config.train.max_train_seconds=600`),
 one after the other, so the MLP GAN (cheap steps) takes many more steps than the DCGAN in that time.
+On an accelerator, `--preset full` (DCGAN width 128) with the same `--config.train.max_train_seconds=S`
+for both (and a `--config.train.num_steps` too large to reach) compares them for equal wall time too.
 
 Data: the embedded `fashion_mnist` train split (55,000 images) for training; the 10,000 test images for
 evaluation. Nothing was tuned on the test split: both GANs run the DCGAN paper's optimiser settings.
@@ -19,7 +23,7 @@ Metrics, in the feature space of the `cnn_fashion` classifier's penultimate laye
   generator untrained.
 
 Expected result: DCGAN's fd_fashion at most half the MLP GAN's, and its class_entropy within 5% of
-real_class_entropy. Writes experiments/results/{gan_mlp_fashion,dcgan_fashion}__cpu.json. Extra
+real_class_entropy. Writes experiments/results/{gan_mlp_fashion,dcgan_fashion}__<preset>.json. Extra
 `--config.KEY=VALUE` arguments override both GANs' presets and are recorded in the command.
 """
 
@@ -61,8 +65,8 @@ def real_floor(classifier_workdir: str) -> dict[str, float]:
     }
 
 
-def untrained(module, overrides: list[str], workdir: pathlib.Path) -> dict[str, float]:
-    config = config_lib.apply_overrides(module.get_config("cpu"), config_lib.parse_overrides(overrides))
+def untrained(module, preset: str, overrides: list[str], workdir: pathlib.Path) -> dict[str, float]:
+    config = config_lib.apply_overrides(module.get_config(preset), config_lib.parse_overrides(overrides))
     system = module.build(config, workdir)
     mesh = mesh_lib.make_mesh(config.mesh.shape)
     with loop.activate(mesh):
@@ -74,6 +78,7 @@ def untrained(module, overrides: list[str], workdir: pathlib.Path) -> dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="cpu", choices=("cpu", "full"))
     parser.add_argument("--classifier-workdir", default="workdirs/experiments/cnn_fashion__cpu")
     args, extra = parser.parse_known_args()
     overrides = [f"--config.eval.classifier_workdir={args.classifier_workdir}", *extra]
@@ -81,9 +86,9 @@ def main() -> None:
     print("real data floor:", floor)
     runs = {}
     for module in (gan_mlp_fashion, dcgan_fashion):
-        workdir = common.workdir_for(module, "cpu", None)
-        before = untrained(module, overrides, workdir)
-        fit = common.train(module, "cpu", workdir, overrides)
+        workdir = common.workdir_for(module, args.preset, None)
+        before = untrained(module, args.preset, overrides, workdir)
+        fit = common.train(module, args.preset, workdir, overrides)
         runs[module.NAME] = {**fit.metrics, "train_seconds": fit.train_seconds, "steps": fit.steps}
         runs[module.NAME]["untrained"] = {k: before[k] for k in ("fd_fashion", "class_entropy")}
         print(module.NAME, runs[module.NAME])
@@ -95,10 +100,10 @@ def main() -> None:
     for module in (gan_mlp_fashion, dcgan_fashion):
         run = runs[module.NAME]
         results.write(
-            common.RESULTS / f"{module.NAME}__cpu.json",
+            common.RESULTS / f"{module.NAME}__{args.preset}.json",
             experiment="gans_fashion",
             system=module.NAME,
-            preset="cpu",
+            preset=args.preset,
             metrics={k: v for k, v in run.items() if k not in ("steps",)},
             real_data_floor=floor,
             comparison=comparison,
