@@ -32,8 +32,10 @@ def hardware() -> str:
 
 
 def git_commit() -> str:
-    """HEAD (marked if tracked files differ from it), or `$AIGC_JAX_GIT_COMMIT` where the checkout has no
-    git history (a copy of the working tree sent to an accelerator machine)."""
+    """`$AIGC_JAX_GIT_COMMIT` if set (a copy of the working tree run elsewhere, e.g. on an accelerator
+    machine, whose own git history may be stale), else HEAD, marked if tracked files differ from it."""
+    if os.environ.get("AIGC_JAX_GIT_COMMIT"):
+        return os.environ["AIGC_JAX_GIT_COMMIT"]
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
@@ -45,7 +47,7 @@ def git_commit() -> str:
             check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("AIGC_JAX_GIT_COMMIT", "unknown")
+        return "unknown"
     return commit.strip() + ("+uncommitted changes" if dirty.strip() else "")
 
 

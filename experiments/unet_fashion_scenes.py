@@ -6,7 +6,7 @@ Command (2 CPU cores, ~20 minutes of training):
 
 Data: the embedded `fashion_scenes` set — a constructed benchmark, not hand-labelled data: 64×64
 canvases with 2–4 Fashion-MNIST items each at random places, later items covering earlier ones, every
-pixel labelled with its item's class or background (11 classes). 12,000 train scenes are composed from
+pixel labelled with its item's class or background (11 classes). 60,000 train scenes are composed from
 the Fashion-MNIST train items, 1,000 validation scenes from the validation items and 2,000 test scenes
 from the test items (aigc_jax/data/builders/fashion_scenes.py). Training watches validation; the test
 split is read once at the end.

@@ -147,7 +147,7 @@ def test_compose_scenes_masks_carry_the_pasted_classes():
 def test_fashion_scenes_builds(data_dir):
     builder = fashion_scenes.FashionScenes(data_dir=catalog.prepare("fashion_scenes", data_dir))
     sizes = {split: builder.info.splits[split].num_examples for split in ("train", "validation", "test")}
-    assert sizes == {"train": 12_000, "validation": 1_000, "test": 2_000}
+    assert sizes == {"train": 60_000, "validation": 1_000, "test": 2_000}
     got = catalog.arrays("fashion_scenes", "validation", data_dir)
     assert set(got) == {"image", "mask"}
     assert got["image"].shape == (1_000, 64, 64, 1) and got["mask"].shape == (1_000, 64, 64)

@@ -128,7 +128,7 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec(
             name="fashion_scenes",
             description="Constructed segmentation benchmark: 64x64 collages of 2-4 Fashion-MNIST items with "
-            "per-pixel masks (11 classes, 0 background); train 12,000 / validation 1,000 / test 2,000.",
+            "per-pixel masks (11 classes, 0 background); train 60,000 / validation 1,000 / test 2,000.",
             source="Fashion-MNIST items of Debian package dataset-fashion-mnist",
             license="MIT (the items, (c) 2017 Zalando SE)",
             kind="embedded",
