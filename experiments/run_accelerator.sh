@@ -2,8 +2,8 @@
 # The issue-3 and issue-4 runs that need an accelerator, side by side on one GPU (~9 minutes on an H200):
 #   CLASSIFIER=workdirs/experiments/cnn_fashion__cpu bash experiments/run_accelerator.sh [LOGDIR]
 # - unet_fashion_scenes `full` (levels 32..512, 20,000 steps of 32 scenes);
-# - transformer_g2p `full` (4 + 4 layers x 256) for 20,000 steps (its preset says 30,000: 20,000 is what
-#   fits a 10-minute device window beside the other two);
+# - transformer_g2p `full` (4 + 4 layers x 256, 20,000 steps of 256 words; recorded with the step count
+#   given on the command line, as the preset had 30,000 then);
 # - the MLP GAN against the DCGAN (`full`, width 128) for the same 170 s of training each, one after the
 #   other, scored by the CLASSIFIER's features.
 # Each `max_train_seconds` is a safety net for the shared window (a run it stops says so in its log and

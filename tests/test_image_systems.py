@@ -211,6 +211,27 @@ def test_flip_averaging_averages_the_probabilities_of_an_image_and_its_mirror(tm
     np.testing.assert_allclose(jnp.exp(log_p_average), (p + p_mirror) / 2, rtol=1e-5, atol=1e-7)
 
 
+def test_shift_averaging_averages_the_flipped_and_shifted_views(tmp_path):
+    plain = _smoke(cnn_fashion, tmp_path)
+    averaged = _smoke(cnn_fashion, tmp_path, **{"eval.flip_average": "true", "eval.shift_average": "true"})
+    images = jax.random.normal(jax.random.PRNGKey(1), (3, 8, 8, 1))
+    moved_down = cnn_fashion.shift_one_pixel(images, 1, 0)
+    np.testing.assert_array_equal(moved_down[:, 1:], images[:, :-1])
+    np.testing.assert_array_equal(moved_down[:, 0], -1.0)
+    mesh = single_device_mesh()
+    with loop.activate(mesh):
+        state, _ = create_train_state(plain.init_variables, plain.tx, mesh, jax.random.PRNGKey(0))
+        views = [images, images[:, :, ::-1]]
+        views += [
+            cnn_fashion.shift_one_pixel(v, dy, dx)
+            for v in views
+            for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1))
+        ]
+        p_mean = np.mean([jax.nn.softmax(plain.predict(state, v)) for v in views], axis=0)
+        log_p_average = averaged.predict(state, images)
+    np.testing.assert_allclose(jnp.exp(log_p_average), p_mean, rtol=1e-5, atol=1e-7)
+
+
 def test_reshape_max_pool_equals_linen_max_pool():
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 7, 9, 3))
     np.testing.assert_array_equal(convnets.max_pool_2x2(x), nn.max_pool(x, (2, 2), strides=(2, 2)))

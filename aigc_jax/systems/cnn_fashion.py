@@ -51,8 +51,9 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         }
     )
     config.augment = ml_collections.ConfigDict({"crop_padding": 0, "flip": True})
-    # test-time augmentation: average the class probabilities of each image and its mirror image
-    config.eval = ml_collections.ConfigDict({"flip_average": False})
+    # test-time augmentation: average the class probabilities of each image and its mirror image, and
+    # (shift_average) of each of those moved by one pixel up, down, left and right
+    config.eval = ml_collections.ConfigDict({"flip_average": False, "shift_average": False})
     config.sample = ml_collections.ConfigDict({"num_samples": 0})  # 0: the whole evaluation split
     config.train.update(batch_size=128, eval_batches=10)
     config.train.label_smoothing = 0.0  # > 0: train against smoothed targets (train.losses.cross_entropy)
@@ -84,6 +85,13 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         config.eval.flip_average = True
         config.train.update(num_steps=20000, log_every=100, eval_every=2000, checkpoint_every=2000)
     return config
+
+
+def shift_one_pixel(images_BHWC: jax.Array, dy: int, dx: int) -> jax.Array:
+    """`images` moved by (dy, dx) in {-1, 0, 1}, the uncovered row or column filled with black (-1)."""
+    H, W = images_BHWC.shape[1:3]
+    padded = jnp.pad(images_BHWC, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-1.0)
+    return padded[:, 1 - dy : 1 - dy + H, 1 - dx : 1 - dx + W]
 
 
 def make_model(model_config: ml_collections.ConfigDict, num_classes: int) -> Any:
@@ -147,17 +155,26 @@ class CnnFashion(images.ImageDataMethods):
 
     def predict(self, state: TrainState, images_BHWC: jax.Array) -> jax.Array:
         """Class log-probabilities (or logits: the same argmax and cross-entropy) of each image; with
-        `eval.flip_average`, the log of the mean probabilities of the image and its mirror image."""
+        test-time augmentation (`eval.flip_average`, `eval.shift_average`), the log of the mean
+        probabilities of the image's views."""
 
         def logits_of(x: jax.Array) -> jax.Array:
             (logits, _), _ = apply_model(self.model, state.params, state.model_state, x, train=False)
             return logits
 
-        # a workdir written before `eval.flip_average` existed evaluates as it did then: without it
-        if not self.config.get("eval", {}).get("flip_average", False):
+        # a workdir written before these options existed evaluates as it did then: without them
+        options = self.config.get("eval", {})
+        views = [images_BHWC]
+        if options.get("flip_average", False):
+            views.append(images_BHWC[:, :, ::-1])
+        if options.get("shift_average", False):
+            views += [
+                shift_one_pixel(v, dy, dx) for v in views for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1))
+            ]
+        if len(views) == 1:
             return logits_of(images_BHWC)
-        both = jnp.stack([logits_of(images_BHWC), logits_of(images_BHWC[:, :, ::-1])])
-        return jax.nn.logsumexp(jax.nn.log_softmax(both), axis=0) - jnp.log(2.0)
+        log_probs = jax.nn.log_softmax(jnp.stack([logits_of(v) for v in views]))
+        return jax.nn.logsumexp(log_probs, axis=0) - jnp.log(len(views))
 
     def summarize_eval(self, totals: dict[str, np.ndarray]) -> dict[str, float]:
         return metrics.classification_summary(totals, self.data.class_names)
