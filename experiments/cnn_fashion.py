@@ -17,15 +17,20 @@ MNIST example reaches 99.17% on MNIST; strong CNNs reach 94–96% on Fashion-MNI
 benchmark page lists 2-layer CNNs at ~91–93% and VGG-style nets with augmentation at 93–95%). The
 `seed` preset is the source's network trained with Adam 1e-3 for ~10 epochs, without augmentation.
 
-The recorded cpu result (test 0.9364, validation 0.9426, 1,454 s of training) is the current preset,
-run as `python experiments/cnn_fashion.py --preset cpu --workdir workdirs/experiments/cnn_fashion__cpu_s8`.
+The recorded cpu result (test 0.9383, validation 0.9442, 1,454 s of training) is the current preset: the
+network of `python experiments/cnn_fashion.py --preset cpu --workdir workdirs/experiments/cnn_fashion__cpu_s8`
+(test 0.9364 with flip averaging alone), evaluated with the preset's 10 views (copied to
+workdirs/experiments/cnn_fashion__cpu_s8_tta, whose run only evaluates: its checkpoint is at the last step).
 Its values were chosen on validation accuracy: flips and dropout 0.2 (0.9406) over the first preset's
 2-pixel crops and dropout 0.3 (0.9318, 4,000 steps; test 0.9254, cnn_fashion__cpu_crops_dropout0.3.json),
 then evaluation with flip averaging (on the previous run's network: validation 0.9406 -> 0.9426; that
 network's test accuracy, read without averaging, was 0.9352).
 Label smoothing 0.1 on top (`--config.train.label_smoothing=0.1 --workdir
 workdirs/experiments/cnn_fashion__cpu_ls01`, 1,470 s of training) lowered validation to 0.9368 (test
-0.9357; cnn_fashion__cpu_label_smoothing0.1.json), so the preset leaves it off.
+0.9357; cnn_fashion__cpu_label_smoothing0.1.json), so the preset leaves it off. One-pixel shifts of each
+view (`eval.shift_average`) raised that network's validation 0.9426 -> 0.9442, so the preset has them. Using
+all 30 minutes (`--config.train.num_steps=5200`, 1,699 s of training) gave validation 0.9396 with them (test
+0.9382; cnn_fashion__cpu_5200_steps.json), so the preset keeps 4,500 steps.
 
 Writes experiments/results/cnn_fashion__<preset>.json. Extra `--config.KEY=VALUE` arguments override the
 preset and are recorded in the command. The `cpu` workdir (workdirs/experiments/cnn_fashion__cpu) is
@@ -36,11 +41,16 @@ import common
 
 from aigc_jax import results
 from aigc_jax.systems import cnn_fashion
+from aigc_jax.train import writer
 
 
 def main() -> None:
     args, overrides = common.parse_args(__doc__, cnn_fashion.PRESETS, "cpu")
     fit, test = common.train_then_test(cnn_fashion, args, overrides)
+    # the budget is the whole training's, also when this run resumed (or only evaluated) a workdir
+    train_seconds = writer.logged_train_seconds(
+        common.workdir_for(cnn_fashion, args.preset, args.workdir), fit.steps
+    )
     record = results.write(
         common.RESULTS / f"cnn_fashion__{args.preset}.json",
         experiment="cnn_fashion",
@@ -51,7 +61,7 @@ def main() -> None:
             "test_loss": test["loss"],
             "validation_accuracy": fit.metrics["accuracy"],
             "per_class_test_accuracy": {k: v for k, v in test.items() if k.startswith("accuracy_")},
-            "train_seconds": fit.train_seconds,
+            "train_seconds": train_seconds,
         },
         target={"test_accuracy_at_least": 0.940, "train_seconds_at_most": 1800}
         if args.preset == "cpu"
@@ -60,7 +70,7 @@ def main() -> None:
     )
     print(
         f"test_accuracy {record['metrics']['test_accuracy']:.4f} after {fit.steps} steps, "
-        f"{fit.train_seconds:.0f} s of training ({record['hardware']})"
+        f"{train_seconds:.0f} s of training ({record['hardware']})"
     )
 
 

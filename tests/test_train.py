@@ -10,7 +10,7 @@ import pytest
 from aigc_jax.errors import UserError
 from aigc_jax.systems import gpt_shakespeare
 from aigc_jax.train import config as config_lib
-from aigc_jax.train import loop, losses
+from aigc_jax.train import loop, losses, writer
 from aigc_jax.train import mesh as mesh_lib
 from aigc_jax.train.checkpoint import Checkpointer
 from aigc_jax.train.state import abstract_train_state, create_train_state
@@ -96,6 +96,17 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     # Without the data iterator's state the resumed run would read other batches (checked in test_data).
     logged = [json.loads(line) for line in (resumed_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged if r["split"] == "train"][-2:] == [15, 20]
+
+
+def test_logged_train_seconds_sums_every_run_and_counts_a_relogged_step_once(tmp_path):
+    # (step, mean step time of the interval ending there); the run that logged 15 at 3.0 s per step
+    # stopped before its next checkpoint, and the resumed run logged 15 again
+    train_records = [(5, 1.0), (10, 2.0), (15, 3.0), (15, 0.5), (20, 4.0)]
+    lines = [{"step": 10, "split": "eval", "loss": 1.0}]
+    lines += [{"step": step, "split": "train", "step_time": seconds} for step, seconds in train_records]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert writer.logged_train_seconds(tmp_path, 20) == 5 * 1.0 + 5 * 2.0 + 5 * 0.5 + 5 * 4.0
+    assert writer.logged_train_seconds(tmp_path, 10) == 5 * 1.0 + 5 * 2.0
 
 
 def test_checkpoint_restores_onto_another_mesh(tmp_path):

@@ -14,6 +14,23 @@ def _plain(value: Any) -> float | int:
     return int(value) if np.issubdtype(value.dtype, np.integer) else float(value)
 
 
+def logged_train_seconds(workdir: str | pathlib.Path, up_to_step: int) -> float:
+    """Seconds spent in train steps 1..`up_to_step` of `workdir`, over every run that trained it (a
+    resumed run's own timer starts at zero): read back from the train records of metrics.jsonl, each of
+    which holds its logging interval's mean `step_time`. A step logged twice (a run that went past its
+    last checkpoint, then resumed) counts once, as its last record says."""
+    step_times = {}
+    for line in (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record["split"] == "train" and record["step"] <= up_to_step:
+            step_times[record["step"]] = record["step_time"]
+    total, previous = 0.0, 0
+    for step in sorted(step_times):
+        total += (step - previous) * step_times[step]
+        previous = step
+    return total
+
+
 class MetricWriter:
     def __init__(self, workdir: str | pathlib.Path):
         workdir = pathlib.Path(workdir)
