@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The issue-3 and issue-4 runs that need an accelerator, side by side on one GPU (~9 minutes on an H200):
 #   CLASSIFIER=workdirs/experiments/cnn_fashion__cpu bash experiments/run_accelerator.sh [LOGDIR]
+# (experiments/accelerator_bundle.sh packs what it needs for a GPU machine without network.)
 # - unet_fashion_scenes `full` (levels 32..512, 20,000 steps of 32 scenes);
 # - transformer_g2p `full` (4 + 4 layers x 256, 20,000 steps of 256 words; recorded with the step count
 #   given on the command line, as the preset had 30,000 then);
