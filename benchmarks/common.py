@@ -1,4 +1,7 @@
-"""Timing helpers for side-by-side benchmarks: alternate the contenders, report medians and ratios."""
+"""Timing helpers for side-by-side benchmarks: alternate the contenders, report medians and ratios.
+
+Both sides run on the same hardware: the CPU here, or, where JAX finds a GPU and PyTorch has CUDA, that
+GPU (the result file then ends in `__gpu.json`, beside the CPU one)."""
 
 import pathlib
 import statistics
@@ -30,10 +33,33 @@ def alternate(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def torch_device() -> Any:
+    """Where the PyTorch side runs: the GPU when JAX runs on one too (both frameworks on one chip),
+    else the CPU."""
+    import torch
+
+    on_gpu = jax.default_backend() == "gpu" and torch.cuda.is_available()
+    return torch.device("cuda" if on_gpu else "cpu")
+
+
+def torch_synchronized(run: Callable[[], None], device: Any) -> Callable[[], None]:
+    """`run`, made to block until its work is done: PyTorch queues GPU kernels and returns at once."""
+    if device.type != "cuda":
+        return run
+    import torch
+
+    def synchronized() -> None:
+        run()
+        torch.cuda.synchronize(device)
+
+    return synchronized
+
+
 def report_step_ratio(
     benchmark: str, preset: str, shape: str, times: dict[str, float], repeats: int, **extra: Any
 ) -> float:
-    """Prints the JAX / PyTorch train-step ratio and writes `results/{benchmark}__{preset}.json`."""
+    """Prints the JAX / PyTorch train-step ratio and writes `results/{benchmark}__{preset}.json`
+    (`...__{preset}__gpu.json` when both ran on a GPU)."""
     import torch  # the bench extra; imported here so timing helpers work without it
 
     ratio = times["jax"] / times["torch"]
@@ -42,8 +68,9 @@ def report_step_ratio(
         f"jax/torch = {ratio:.2f}",
         flush=True,
     )
+    backend = jax.default_backend()
     results.write(
-        RESULTS / f"{benchmark}__{preset}.json",
+        RESULTS / f"{benchmark}__{preset}{'' if backend == 'cpu' else f'__{backend}'}.json",
         benchmark=benchmark,
         preset=preset,
         shape=shape,
@@ -55,6 +82,7 @@ def report_step_ratio(
         target={"jax_over_torch_at_most": 1.0},
         versions={"jax": jax.__version__, "torch": torch.__version__},
         torch_threads=torch.get_num_threads(),
+        torch_device=str(torch_device()),
         repeats=repeats,
         **extra,
     )

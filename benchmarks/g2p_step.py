@@ -17,7 +17,7 @@ import argparse
 import jax
 import numpy as np
 import torch
-from common import alternate, report_step_ratio
+from common import alternate, report_step_ratio, torch_device, torch_synchronized
 from torch_transformer import TorchTransformer, param_count
 
 from aigc_jax.systems import transformer_g2p
@@ -64,6 +64,7 @@ def jax_step(system: transformer_g2p.TransformerG2p, batch: dict[str, np.ndarray
 def torch_step(system: transformer_g2p.TransformerG2p, batch: dict[str, np.ndarray]):
     m, o = system.config.model, system.config.optim
     torch.manual_seed(0)
+    device = torch_device()
     model = TorchTransformer(
         len(transformer_g2p.LETTERS) + 1,
         PHONEMES.vocab_size,
@@ -71,11 +72,13 @@ def torch_step(system: transformer_g2p.TransformerG2p, batch: dict[str, np.ndarr
         m.num_heads,
         m.embed_dim,
         m.max_len,
-    )
+    ).to(device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=o.learning_rate, betas=(o.b1, o.b2), weight_decay=o.weight_decay
     )
-    source, inputs, targets = (torch.from_numpy(batch[k]).long() for k in ("source", "inputs", "targets"))
+    source, inputs, targets = (
+        torch.from_numpy(batch[k]).long().to(device) for k in ("source", "inputs", "targets")
+    )
     smoothing = system.config.train.label_smoothing
 
     def run() -> None:
@@ -91,7 +94,7 @@ def torch_step(system: transformer_g2p.TransformerG2p, batch: dict[str, np.ndarr
         torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip_norm)
         optimizer.step()
 
-    return run, param_count(model)
+    return torch_synchronized(run, device), param_count(model)
 
 
 def main() -> None:

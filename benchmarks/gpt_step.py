@@ -14,7 +14,7 @@ import argparse
 import jax
 import numpy as np
 import torch
-from common import alternate, report_step_ratio
+from common import alternate, report_step_ratio, torch_device, torch_synchronized
 from torch_gpt import TorchGPT
 
 from aigc_jax.data import text
@@ -46,11 +46,13 @@ def jax_step(config, tokens: np.ndarray):
 def torch_step(config, tokens: np.ndarray, vocab_size: int):
     m, o = config.model, config.optim
     torch.manual_seed(0)
-    model = TorchGPT(vocab_size, m.num_layers, m.num_heads, m.embed_dim, m.max_len)
+    device = torch_device()
+    model = TorchGPT(vocab_size, m.num_layers, m.num_heads, m.embed_dim, m.max_len).to(device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=o.learning_rate, betas=(o.b1, o.b2), weight_decay=o.weight_decay
     )
-    inputs, targets = torch.from_numpy(tokens[:, :-1]).long(), torch.from_numpy(tokens[:, 1:]).long()
+    inputs = torch.from_numpy(tokens[:, :-1]).long().to(device)
+    targets = torch.from_numpy(tokens[:, 1:]).long().to(device)
 
     def run() -> None:
         logits = model(inputs)
@@ -60,7 +62,7 @@ def torch_step(config, tokens: np.ndarray, vocab_size: int):
         torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip_norm)
         optimizer.step()
 
-    return run
+    return torch_synchronized(run, device)
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import jax
 import numpy as np
 import torch
-from common import alternate, report_step_ratio
+from common import alternate, report_step_ratio, torch_device, torch_synchronized
 from torch_convnets import TorchDcganDiscriminator, TorchDcganGenerator, TorchVggBnCNN, param_count
 
 from aigc_jax.systems import cnn_fashion, dcgan_fashion
@@ -64,8 +64,9 @@ def torch_cnn_step(
     m, o = config.model, config.optim
     torch.manual_seed(0)
     image_shape = batch["image"].shape[1:]
+    device = torch_device()
     model = TorchVggBnCNN(num_classes, m.stage_features, m.stage_convs, m.hidden, m.dropout, image_shape)
-    model.train()
+    model.to(device).train()
     params = list(model.parameters())
     optimizer = torch.optim.AdamW(
         [
@@ -75,8 +76,8 @@ def torch_cnn_step(
         lr=o.learning_rate,
         betas=(o.b1, o.b2),
     )
-    images = torch.from_numpy(np.ascontiguousarray(batch["image"].transpose(0, 3, 1, 2)))
-    labels = torch.from_numpy(batch["label"]).long()
+    images = torch.from_numpy(np.ascontiguousarray(batch["image"].transpose(0, 3, 1, 2))).to(device)
+    labels = torch.from_numpy(batch["label"]).long().to(device)
 
     def run() -> None:
         loss = torch.nn.functional.cross_entropy(model(images), labels)
@@ -84,39 +85,40 @@ def torch_cnn_step(
         loss.backward()
         optimizer.step()
 
-    return run, param_count(model)
+    return torch_synchronized(run, device), param_count(model)
 
 
 def torch_gan_step(config: Any, batch: dict[str, np.ndarray]) -> tuple[Callable[[], None], int]:
     m, o = config.model, config.optim
     torch.manual_seed(0)
     image_shape = batch["image"].shape[1:]
-    generator = TorchDcganGenerator(m.noise_dim, m.width, image_shape).train()
-    discriminator = TorchDcganDiscriminator(m.width, image_shape).train()
+    device = torch_device()
+    generator = TorchDcganGenerator(m.noise_dim, m.width, image_shape).to(device).train()
+    discriminator = TorchDcganDiscriminator(m.width, image_shape).to(device).train()
     g_opt = torch.optim.Adam(generator.parameters(), lr=o.learning_rate, betas=(o.b1, o.b2))
     d_opt = torch.optim.Adam(discriminator.parameters(), lr=o.learning_rate, betas=(o.b1, o.b2))
-    real = torch.from_numpy(np.ascontiguousarray(batch["image"].transpose(0, 3, 1, 2)))
+    real = torch.from_numpy(np.ascontiguousarray(batch["image"].transpose(0, 3, 1, 2))).to(device)
     B = real.shape[0]
-    ones, zeros = torch.ones(B), torch.zeros(B)
+    ones, zeros = torch.ones(B, device=device), torch.zeros(B, device=device)
     bce = torch.nn.functional.binary_cross_entropy_with_logits
 
     def run() -> None:
         # 1. discriminator, on real images and fakes of a generator held fixed (BN in train mode)
         with torch.no_grad():
-            fakes = generator(torch.randn(B, m.noise_dim))
+            fakes = generator(torch.randn(B, m.noise_dim, device=device))
         d_loss = bce(discriminator(real), ones) + bce(discriminator(fakes), zeros)
         d_opt.zero_grad(set_to_none=True)
         d_loss.backward()
         d_opt.step()
         # 2. generator, fresh noise, non-saturating loss through the updated discriminator
         discriminator.requires_grad_(False)
-        g_loss = bce(discriminator(generator(torch.randn(B, m.noise_dim))), ones)
+        g_loss = bce(discriminator(generator(torch.randn(B, m.noise_dim, device=device))), ones)
         g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
         g_opt.step()
         discriminator.requires_grad_(True)
 
-    return run, param_count(generator) + param_count(discriminator)
+    return torch_synchronized(run, device), param_count(generator) + param_count(discriminator)
 
 
 def benchmark(name: str, repeats: int) -> None:

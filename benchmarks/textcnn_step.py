@@ -16,7 +16,7 @@ import argparse
 import jax
 import numpy as np
 import torch
-from common import alternate, report_step_ratio
+from common import alternate, report_step_ratio, torch_device, torch_synchronized
 from torch_textcnn import TorchTextCNN
 
 from aigc_jax.data import text
@@ -49,9 +49,11 @@ def jax_step(config, batch: dict[str, np.ndarray]):
 def torch_step(config, batch: dict[str, np.ndarray]):
     m, o = config.model, config.optim
     torch.manual_seed(0)
-    model = TorchTextCNN(2, VOCAB_SIZE, m.embed_dim, tuple(m.widths), m.features, m.dropout)
+    device = torch_device()
+    model = TorchTextCNN(2, VOCAB_SIZE, m.embed_dim, tuple(m.widths), m.features, m.dropout).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=o.learning_rate, betas=(o.b1, o.b2))
-    tokens, labels = torch.from_numpy(batch["tokens"]).long(), torch.from_numpy(batch["label"]).long()
+    tokens = torch.from_numpy(batch["tokens"]).long().to(device)
+    labels = torch.from_numpy(batch["label"]).long().to(device)
 
     def run() -> None:
         loss = torch.nn.functional.cross_entropy(model(tokens), labels)
@@ -60,7 +62,7 @@ def torch_step(config, batch: dict[str, np.ndarray]):
         optimizer.step()
         model.max_norm_(m.max_norm)
 
-    return run, sum(p.numel() for p in model.parameters())
+    return torch_synchronized(run, device), sum(p.numel() for p in model.parameters())
 
 
 def main() -> None:
