@@ -19,10 +19,15 @@ from aigc_jax.train import config as config_lib
 
 
 def _cmd_list(args: argparse.Namespace) -> None:
-    print(f"{'system':<22} {'questions':<10} {'data':<15} {'status':<22} description")
+    rows = [("system", "questions", "data", "status", "description")]
     for spec in systems.REGISTRY.values():
         questions = ",".join(str(q) for q in spec.seed_questions)
-        print(f"{spec.name:<22} {questions:<10} {spec.data:<15} {spec.status:<22} {spec.description}")
+        rows.append((spec.name, questions, spec.data, spec.status, spec.description))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    for row in rows:  # columns as wide as their longest entry; the description last, unpadded
+        print(
+            "  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths, strict=False)) + "  " + row[-1]
+        )
 
 
 def _cmd_data(args: argparse.Namespace) -> None:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from aigc_jax import cli
+from aigc_jax import cli, systems
 
 
 def _smoke_train(workdir, *overrides):
@@ -131,7 +131,11 @@ def test_console_script_lists_systems():
         check=True,
         env=os.environ | {"JAX_PLATFORMS": "cpu"},
     ).stdout
-    assert "gpt_shakespeare" in out
+    header, *lines = out.splitlines()
+    assert [line.split()[0] for line in lines] == list(systems.REGISTRY)
+    status_column = header.index("status")  # every status starts under its header, however long
+    for line, spec in zip(lines, systems.REGISTRY.values(), strict=True):
+        assert line[status_column:].startswith(spec.status)
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
