@@ -14,7 +14,7 @@ from typing import Any
 from absl import logging as absl_logging
 
 from aigc_jax import systems
-from aigc_jax.errors import Interrupted, UserError
+from aigc_jax.errors import UserError, exit_code_of
 from aigc_jax.train import config as config_lib
 
 
@@ -213,22 +213,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args, extra = _parser().parse_known_args(argv)
     absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax's INFO/WARNING lines drown the CLI's output
-    try:
+
+    def run() -> None:
         if args.command in ("train", "sample"):
             {"train": _cmd_train, "sample": _cmd_sample}[args.command](args, extra)
         else:
             if extra:
                 raise UserError(f"unexpected arguments {' '.join(extra)} for `aigc-jax {args.command}`")
             {"list": _cmd_list, "data": _cmd_data, "eval": _cmd_eval, "chat": _cmd_chat}[args.command](args)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    except Interrupted as error:
-        print(str(error), file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        return 130
-    return 0
+
+    return exit_code_of(run)
 
 
 if __name__ == "__main__":

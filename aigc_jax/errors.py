@@ -5,6 +5,9 @@ checkpoint, a diverged run) is raised as a `UserError` whose message names the f
 message alone, without a traceback, and exits with `UserError.exit_code`.
 """
 
+import sys
+from collections.abc import Callable
+
 
 class UserError(Exception):
     """A problem in the user's input or environment, with a message that says how to fix it."""
@@ -16,3 +19,19 @@ class Interrupted(Exception):  # noqa: N818 -- not an error: a requested stop
     """Training stopped on SIGTERM after writing a checkpoint; the same command resumes."""
 
     exit_code = 143
+
+
+def exit_code_of(main: Callable[[], None]) -> int:
+    """Runs a command's `main`: a `UserError` or `Interrupted` ends in its one-line message (no
+    traceback) and its exit code, Ctrl-C in 130, success in 0. The CLI and the experiment scripts."""
+    try:
+        main()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except Interrupted as error:
+        print(str(error), file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0

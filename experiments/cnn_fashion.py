@@ -37,9 +37,12 @@ preset and are recorded in the command. The `cpu` workdir (workdirs/experiments/
 the classifier that experiments/gans_fashion.py measures generated images with.
 """
 
+import sys
+
 import common
 
 from aigc_jax import results
+from aigc_jax.errors import exit_code_of
 from aigc_jax.systems import cnn_fashion
 from aigc_jax.train import writer
 
@@ -75,4 +78,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_code_of(main))

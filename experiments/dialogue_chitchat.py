@@ -33,12 +33,14 @@ override the preset for both runs and are recorded in the command.
 
 import pathlib
 import shutil
+import sys
 
 import common
 import jax
 
 from aigc_jax import results
 from aigc_jax.data import catalog
+from aigc_jax.errors import exit_code_of
 from aigc_jax.systems import dialogue_chitchat
 from aigc_jax.train import config as config_lib
 from aigc_jax.train import loop
@@ -112,4 +114,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_code_of(main))

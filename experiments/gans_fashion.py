@@ -31,6 +31,7 @@ real_class_entropy. Writes experiments/results/{gan_mlp_fashion,dcgan_fashion}__
 
 import argparse
 import pathlib
+import sys
 
 import common
 import jax
@@ -38,6 +39,7 @@ import numpy as np
 
 from aigc_jax import metrics, results
 from aigc_jax.data import catalog, in_memory
+from aigc_jax.errors import exit_code_of
 from aigc_jax.systems import cnn_fashion, dcgan_fashion, gan_mlp_fashion
 from aigc_jax.train import config as config_lib
 from aigc_jax.train import loop
@@ -120,4 +122,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_code_of(main))

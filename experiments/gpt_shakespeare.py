@@ -43,9 +43,11 @@ the preset and are recorded in the command.
 
 import argparse
 import pathlib
+import sys
 import time
 
 from aigc_jax import results
+from aigc_jax.errors import exit_code_of
 from aigc_jax.systems import gpt_shakespeare
 from aigc_jax.train import config as config_lib
 from aigc_jax.train import loop, mesh
@@ -91,4 +93,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_code_of(main))

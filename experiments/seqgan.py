@@ -59,12 +59,14 @@ preset in every part and are recorded in the command.
 
 import pathlib
 import shutil
+import sys
 from typing import Any
 
 import common
 import jax
 
 from aigc_jax import results
+from aigc_jax.errors import exit_code_of
 from aigc_jax.systems import seqgan
 from aigc_jax.train import config as config_lib
 from aigc_jax.train import loop
@@ -162,4 +164,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_code_of(main))

@@ -20,12 +20,14 @@ Writes experiments/results/seqgan_discriminator__oracle.json.
 """
 
 import argparse
+import sys
 import time
 
 import common
 import jax
 
 from aigc_jax import results
+from aigc_jax.errors import exit_code_of
 from aigc_jax.systems import seqgan
 from aigc_jax.train import loop
 from aigc_jax.train import mesh as mesh_lib
@@ -89,4 +91,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_code_of(main))

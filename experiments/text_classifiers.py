@@ -37,6 +37,7 @@ evaluates their workdirs' final checkpoints again.
 
 import argparse
 import pathlib
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -46,6 +47,7 @@ import numpy as np
 from aigc_jax import results
 from aigc_jax.data import catalog
 from aigc_jax.data.builders import movie_reviews
+from aigc_jax.errors import exit_code_of
 from aigc_jax.systems import fasttext_reviews, textcnn_reviews
 
 DATA = "movie_review_sentences"
@@ -155,4 +157,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_code_of(main))

@@ -31,9 +31,12 @@ Writes experiments/results/transformer_g2p__<preset>.json. Extra `--config.KEY=V
 the preset and are recorded in the command.
 """
 
+import sys
+
 import common
 
 from aigc_jax import results
+from aigc_jax.errors import exit_code_of
 from aigc_jax.systems import transformer_g2p
 
 
@@ -78,4 +81,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_code_of(main))

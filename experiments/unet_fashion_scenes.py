@@ -27,9 +27,12 @@ Writes experiments/results/unet_fashion_scenes__<preset>.json; extra `--config.K
 override the preset and are recorded in the command.
 """
 
+import sys
+
 import common
 
 from aigc_jax import results
+from aigc_jax.errors import exit_code_of
 from aigc_jax.systems import unet_fashion_scenes
 
 
@@ -58,4 +61,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_code_of(main))

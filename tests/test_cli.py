@@ -3,6 +3,7 @@ bad input."""
 
 import json
 import os
+import pathlib
 import shutil
 import signal
 import subprocess
@@ -75,6 +76,19 @@ def _error(capsys, args):
     assert code == 2, err
     assert err.startswith("error: ") and "Traceback" not in err
     return err
+
+
+def test_an_experiment_script_reports_a_bad_key_in_one_line(tmp_path):
+    script = pathlib.Path(__file__).parents[1] / "experiments" / "unet_fashion_scenes.py"
+    command = [sys.executable, str(script), "--preset", "smoke", "--workdir", str(tmp_path / "run")]
+    done = subprocess.run(
+        [*command, "--config.train.nope=1"],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"JAX_PLATFORMS": "cpu"},
+    )
+    assert done.returncode == 2
+    assert "error: unknown config key --config.train.nope" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_unknown_config_key(capsys, tmp_path):
