@@ -52,10 +52,10 @@ def main() -> None:
     fit, test = common.train_then_test(cnn_fashion, args, overrides)
     # the budget is the whole training's, also when this run resumed (or only evaluated) a workdir
     train_seconds = writer.logged_train_seconds(
-        common.workdir_for(cnn_fashion, args.preset, args.workdir), fit.steps
+        common.workdir_for(cnn_fashion, common.run_name(args), args.workdir), fit.steps
     )
     record = results.write(
-        common.RESULTS / f"cnn_fashion__{args.preset}.json",
+        common.result_path("cnn_fashion", args),
         experiment="cnn_fashion",
         system=cnn_fashion.NAME,
         preset=args.preset,

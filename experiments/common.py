@@ -16,12 +16,26 @@ RESULTS = pathlib.Path(__file__).parent / "results"
 def parse_args(doc: str, presets: tuple[str, ...], default: str) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--preset", default=default, choices=presets)
-    parser.add_argument("--workdir", default=None, help="default: workdirs/experiments/SYSTEM__PRESET")
+    parser.add_argument("--workdir", default=None, help="default: workdirs/experiments/SYSTEM__RUN")
+    parser.add_argument(
+        "--tag",
+        default="",
+        help="names a variant run: RUN is PRESET_TAG in its workdir and result file (default: RUN is PRESET)",
+    )
     return parser.parse_known_args()
 
 
-def workdir_for(module: ModuleType, preset: str, workdir: str | None) -> pathlib.Path:
-    return pathlib.Path(workdir or f"workdirs/experiments/{module.NAME}__{preset}")
+def run_name(args: argparse.Namespace) -> str:
+    """PRESET, or PRESET_TAG for a tagged variant: what its workdir and result file are named after."""
+    return f"{args.preset}_{args.tag}" if args.tag else args.preset
+
+
+def result_path(name: str, args: argparse.Namespace) -> pathlib.Path:
+    return RESULTS / f"{name}__{run_name(args)}.json"
+
+
+def workdir_for(module: ModuleType, run: str, workdir: str | None) -> pathlib.Path:
+    return pathlib.Path(workdir or f"workdirs/experiments/{module.NAME}__{run}")
 
 
 def train(module: ModuleType, preset: str, workdir: pathlib.Path, overrides: list[str]) -> loop.FitResult:
@@ -48,6 +62,6 @@ def train_then_test(
     module: ModuleType, args: argparse.Namespace, overrides: list[str]
 ) -> tuple[loop.FitResult, dict[str, Any]]:
     """Trains (watching the validation split), then evaluates the final state on the test split."""
-    workdir = workdir_for(module, args.preset, args.workdir)
+    workdir = workdir_for(module, run_name(args), args.workdir)
     fit = train(module, args.preset, workdir, overrides)
     return fit, evaluate_split(module, workdir, "test")

@@ -70,7 +70,7 @@ def example_exchanges(workdir: pathlib.Path) -> list[dict[str, object]]:
 
 def main() -> None:
     args, overrides = common.parse_args(__doc__, dialogue_chitchat.PRESETS, "cpu")
-    base = common.workdir_for(dialogue_chitchat, args.preset, args.workdir)
+    base = common.workdir_for(dialogue_chitchat, common.run_name(args), args.workdir)
     context_dir, no_context_dir = base / "context", base / "no_context"
     with_context = common.train(dialogue_chitchat, args.preset, context_dir, overrides)
     # the ablation must read the very same tokens, so it takes the first run's tokenizer
@@ -85,7 +85,7 @@ def main() -> None:
     counts = {with_context.metrics["tokens"], without.metrics["tokens"], shuffled["tokens"]}
     assert len(counts) == 1, f"the evaluations scored different numbers of tokens: {counts}"
     record = results.write(
-        common.RESULTS / f"dialogue_chitchat__{args.preset}.json",
+        common.result_path("dialogue_chitchat", args),
         experiment="dialogue_chitchat",
         system=dialogue_chitchat.NAME,
         preset=args.preset,

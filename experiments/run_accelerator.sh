@@ -1,33 +1,54 @@
 #!/usr/bin/env bash
-# The issue-3 and issue-4 runs that need an accelerator, side by side on one GPU (~9 minutes on an H200):
-#   CLASSIFIER=workdirs/experiments/cnn_fashion__cpu bash experiments/run_accelerator.sh [LOGDIR]
-# (experiments/accelerator_bundle.sh packs what it needs for a GPU machine without network.)
-# - unet_fashion_scenes `full` (levels 32..512, 20,000 steps of 32 scenes);
-# - transformer_g2p `full` (4 + 4 layers x 256, 20,000 steps of 256 words; recorded with the step count
-#   given on the command line, as the preset had 30,000 then);
-# - the MLP GAN against the DCGAN (`full`, width 128) for the same 170 s of training each, one after the
-#   other, scored by the CLASSIFIER's features.
-# Each `max_train_seconds` is a safety net for the shared window (a run it stops says so in its log and
-# records its steps). Three processes share the GPU, so each takes a quarter of its memory.
+# The issue-3 and issue-4 runs that need an accelerator, side by side on one GPU:
+#   CLASSIFIER=workdirs/experiments/cnn_fashion__cpu bash experiments/run_accelerator.sh LOGDIR JOB...
+# (experiments/accelerator_bundle.sh packs what they need for a GPU machine without network.)
+# Jobs, each one process, all started at once and waited for:
+# - unet: unet_fashion_scenes `full` (levels 32..512, 20,000 steps of 32 scenes);
+# - unet_30000_steps: the same for 30,000 steps;
+# - g2p: transformer_g2p `full` (4 + 4 layers x 256, 20,000 steps of 256 words);
+# - gans: the MLP GAN against the DCGAN (`full`, width 128) for the same 170 s of training each, one
+#   after the other, scored by the CLASSIFIER's features;
+# - seqgan: SeqGAN against MLE on the oracle benchmark, `full` (the paper's discriminator, a shortened
+#   schedule; its MLE baseline gets as many steps as SeqGAN took);
+# - seqgan_d_lr_1e-3: the same with the discriminator's Adam at 1e-3 instead of the paper's 1e-4.
+# Each `max_train_seconds` is a safety net for the shared 10-minute window (a run it stops says so in its
+# log and records its steps). The processes share the GPU, so each takes a fifth of its memory.
+# On an H200: stop 10 ran unet + g2p + gans (470 s), stop 11 seqgan + seqgan_d_lr_1e-3 + unet_30000_steps.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-logs=${1:-logs}
+logs=${1:?usage: run_accelerator.sh LOGDIR JOB...}
+shift
 mkdir -p "$logs"
 PY=${PYTHON:-python3}
-export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.25}
+export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.2}
 
-$PY experiments/unet_fashion_scenes.py --preset full --config.train.max_train_seconds=360 \
-  > "$logs/unet_fashion_scenes__full.log" 2>&1 &
-unet=$!
-$PY experiments/transformer_g2p.py --preset full --config.train.num_steps=20000 \
-  --config.train.max_train_seconds=360 > "$logs/transformer_g2p__full.log" 2>&1 &
-g2p=$!
-$PY experiments/gans_fashion.py --preset full --classifier-workdir "${CLASSIFIER:?set CLASSIFIER}" \
-  --config.train.num_steps=100000000 --config.train.max_train_seconds=170 > "$logs/gans_fashion__full.log" 2>&1 &
-gans=$!
+command_of() {
+  case $1 in
+    unet) echo experiments/unet_fashion_scenes.py --preset full --config.train.max_train_seconds=360 ;;
+    unet_30000_steps)
+      echo experiments/unet_fashion_scenes.py --preset full --tag 30000_steps \
+        --config.train.num_steps=30000 --config.train.max_train_seconds=400 ;;
+    g2p) echo experiments/transformer_g2p.py --preset full --config.train.max_train_seconds=360 ;;
+    gans)
+      echo experiments/gans_fashion.py --preset full --classifier-workdir "${CLASSIFIER:?set CLASSIFIER}" \
+        --config.train.num_steps=100000000 --config.train.max_train_seconds=170 ;;
+    seqgan) echo experiments/seqgan.py --preset full --config.train.max_train_seconds=240 ;;
+    seqgan_d_lr_1e-3)
+      echo experiments/seqgan.py --preset full --tag d_lr_1e-3 --config.optim_d.learning_rate=1e-3 \
+        --config.train.max_train_seconds=240 ;;
+    *) return 1 ;;
+  esac
+}
 
+pids=()
+for job in "$@"; do
+  args=$(command_of "$job") || { echo "unknown job $job" >&2; exit 2; }
+  # shellcheck disable=SC2086  # the arguments hold no spaces
+  $PY $args > "$logs/$job.log" 2>&1 &
+  pids+=($!)
+done
 status=0
-for pid in $unet $g2p $gans; do
+for pid in "${pids[@]}"; do
   wait "$pid" || status=1
 done
 exit $status

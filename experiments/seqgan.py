@@ -73,7 +73,7 @@ from aigc_jax.train import loop
 from aigc_jax.train import mesh as mesh_lib
 from aigc_jax.train.state import TrainState, create_train_state
 
-PRESETS = ("oracle", "shakespeare")
+PRESETS = ("oracle", "shakespeare", "full")
 NUM_TEXT_SAMPLES = 1000
 
 
@@ -110,7 +110,7 @@ def real_text_metrics(system: seqgan.SeqGan) -> dict[str, float]:
 
 def main() -> None:
     args, overrides = common.parse_args(__doc__, PRESETS, "oracle")
-    root = common.workdir_for(seqgan, args.preset, args.workdir)
+    root = common.workdir_for(seqgan, common.run_name(args), args.workdir)
     config = config_lib.apply_overrides(seqgan.get_config(args.preset), config_lib.parse_overrides(overrides))
     parts = {name: root / name for name in ("pretrain", "seqgan", "mle")}
 
@@ -128,8 +128,17 @@ def main() -> None:
         if not parts[name].exists():
             shutil.copytree(parts["pretrain"], parts[name])
     fits["seqgan"] = common.train(seqgan, args.preset, parts["seqgan"], overrides)
+    # as many steps as SeqGAN took, also when `train.max_train_seconds` stopped it early
     fits["mle"] = common.train(
-        seqgan, args.preset, parts["mle"], [*overrides, "--config.phases.adversarial=false"]
+        seqgan,
+        args.preset,
+        parts["mle"],
+        [
+            *overrides,
+            "--config.phases.adversarial=false",
+            f"--config.train.num_steps={fits['seqgan'].steps}",
+            "--config.train.max_train_seconds=0",
+        ],
     )
 
     runs = {"random": random}
@@ -150,7 +159,7 @@ def main() -> None:
         target, met, anchor = {}, None, {}
         summary = f"bleu4: seqgan {flat['bleu4_seqgan']:.4f} vs mle {flat['bleu4_mle']:.4f}"
     results.write(
-        common.RESULTS / f"seqgan__{args.preset}.json",
+        common.result_path("seqgan", args),
         experiment="seqgan",
         system=seqgan.NAME,
         preset=args.preset,

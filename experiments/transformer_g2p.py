@@ -43,7 +43,7 @@ from aigc_jax.systems import transformer_g2p
 def main() -> None:
     args, overrides = common.parse_args(__doc__, transformer_g2p.PRESETS, "cpu")
     beam_size = 4
-    workdir = common.workdir_for(transformer_g2p, args.preset, args.workdir)
+    workdir = common.workdir_for(transformer_g2p, common.run_name(args), args.workdir)
     fit = common.train(transformer_g2p, args.preset, workdir, overrides)
     greedy = {"decoding.beam_size": "1"}
     beam = {"decoding.beam_size": str(beam_size)}
@@ -56,7 +56,7 @@ def main() -> None:
     chosen = "beam" if scores["validation_beam"]["wer"] < scores["validation_greedy"]["wer"] else "greedy"
     flat = {f"{name}_{metric}": value for name, values in scores.items() for metric, value in values.items()}
     record = results.write(
-        common.RESULTS / f"transformer_g2p__{args.preset}.json",
+        common.result_path("transformer_g2p", args),
         experiment="transformer_g2p",
         system=transformer_g2p.NAME,
         preset=args.preset,

@@ -40,7 +40,7 @@ def main() -> None:
     args, overrides = common.parse_args(__doc__, unet_fashion_scenes.PRESETS, "cpu")
     fit, test = common.train_then_test(unet_fashion_scenes, args, overrides)
     record = results.write(
-        common.RESULTS / f"unet_fashion_scenes__{args.preset}.json",
+        common.result_path("unet_fashion_scenes", args),
         experiment="unet_fashion_scenes",
         system=unet_fashion_scenes.NAME,
         preset=args.preset,
