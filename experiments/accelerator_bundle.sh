@@ -8,7 +8,7 @@
 #   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
 #   export PYTHONPATH=/tmp/site:$PWD AIGC_JAX_HOME=/tmp/aigc AIGC_JAX_FASHION_MNIST_DIR=$PWD/.carry/fashion-mnist
 #   mkdir -p /tmp/aigc/datasets && tar -xJf .carry/cmudict_g2p.tar.xz -C /tmp/aigc/datasets
-#   CLASSIFIER=.carry/cnn_fashion_classifier bash experiments/run_accelerator.sh "$OUT/logs"
+#   CLASSIFIER=.carry/cnn_fashion_classifier bash experiments/run_accelerator.sh "$OUT/logs" JOB...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 classifier=${1:-workdirs/experiments/cnn_fashion__cpu}

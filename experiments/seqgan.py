@@ -1,19 +1,21 @@
 """SeqGAN against maximum likelihood, from the same pre-trained generator (source questions 15 and 29).
 
-Commands (2 CPU cores):
+Commands:
 
-    python experiments/seqgan.py --preset oracle        # the paper's synthetic benchmark
-    python experiments/seqgan.py --preset shakespeare   # word-level Shakespeare lines
+    python experiments/seqgan.py --preset oracle        # the paper's synthetic benchmark, 2 CPU cores
+    python experiments/seqgan.py --preset shakespeare   # word-level Shakespeare lines, 2 CPU cores
+    python experiments/seqgan.py --preset full          # the oracle with the paper's discriminator, a GPU
 
-One run per preset, in four parts, all in workdirs/experiments/seqgan__<preset>/:
+One run per preset, in four parts, all in workdirs/experiments/seqgan__<preset>/ (with `--tag T`:
+seqgan__<preset>_T/, and the result file seqgan__<preset>_T.json):
 1. `random`: the untrained generator, evaluated;
 2. `pretrain/`: maximum-likelihood pre-training for `phases.mle_steps` steps, evaluated;
 3. `seqgan/`, a copy of `pretrain/` trained on to `train.num_steps`: discriminator pre-training, then
    adversarial rounds (one policy-gradient step with 16 Monte-Carlo rollouts per token, then
    `phases.d_steps` discriminator steps);
-4. `mle/`, another copy, trained on to `train.num_steps` with maximum likelihood only
-   (`--config.phases.adversarial=false`): the MLE baseline, with as many extra steps, and so as many
-   extra real batches, as SeqGAN's phases read.
+4. `mle/`, another copy, trained on with maximum likelihood only (`--config.phases.adversarial=false`):
+   the MLE baseline, with as many extra steps as SeqGAN took (also when `train.max_train_seconds`
+   stopped it), and so as many extra real batches as SeqGAN's phases read.
 Both continuations start from the same checkpoint and data-iterator position; each is evaluated on the
 whole evaluation split at the end.
 
@@ -31,20 +33,32 @@ the same figures for 1,000 real training lines; `nll_*`, per-token NLL of the va
 Expected result: `oracle_nll_seqgan` < `oracle_nll_mle`. Published anchor (Yu et al., 2017, Table 1,
 NLL-oracle): random 10.310, MLE 9.038, SeqGAN 8.736 — after 80 epochs of MLE pre-training, 50 × 3 of
 discriminator pre-training and 200 adversarial rounds of one generator step and 5 × 3 discriminator
-epochs each (the `full` preset). Scaled down for 2 CPU cores shared with other jobs (measured there: a
-policy-gradient step 7.6 s, an MLE step 0.18 s): 1,500 MLE steps (9.6 epochs of the oracle data, ~1
-epoch of the Shakespeare lines), 300 discriminator pre-training steps, 40 rounds of 1 policy-gradient
-step + 5 discriminator steps; the MLE baseline gets the same 540 extra steps. The discriminator keeps
-the paper's widths 1-5, 10, 15, 20 with about a fifth of its feature maps and embedding 32.
+epochs each. The `full` preset keeps its MLE pre-training (120 epochs in its code), its discriminator
+(1,720 feature maps), 100 of its 150 discriminator epochs and 100 of its rounds with one discriminator
+epoch each (50,020 steps; ~8 minutes on an H200 beside other jobs). The other presets are scaled down for
+2 CPU cores shared with other jobs (measured there: a policy-gradient step 7.6 s, an MLE step 0.18 s):
+1,500 MLE steps (9.6 epochs of the oracle data, ~1 epoch of the Shakespeare lines), 300 discriminator
+pre-training steps, 40 rounds of 1 policy-gradient step + 5 discriminator steps; the MLE baseline gets
+the same 540 extra steps. The discriminator keeps the paper's widths 1-5, 10, 15, 20 with about a fifth
+of its feature maps and embedding 32.
 
-Recorded: oracle — random 11.131, pre-trained 8.986, MLE 8.958, SeqGAN 9.059: the target is missed by
-0.101; the discriminator was still near chance (validation accuracy 0.47 real / 0.55 generated after
-300 + 200 steps at Adam 1e-4, where the paper pre-trains it for ~23,000), so the rewards carried little
-signal. Shakespeare — BLEU-4 SeqGAN 0.245, MLE 0.228 (real lines 0.284), self-BLEU-4 0.171 / 0.140
-(real 0.154). Both runs predate two memory-only changes (rollouts and their rewards computed one lane /
-one prefix at a time: the same rollouts, bit for bit).
+Recorded, `full` (one H200): random 11.131, pre-trained 8.916, MLE 8.945, SeqGAN 8.923 — the target is
+met, by 0.022 (again with the discriminator at Adam 1e-3, `--tag d_lr_1e-3`: 8.923 vs 8.939), but not by
+the paper's mechanism. The discriminator memorised the 10,000 real training sequences (training loss
+0.005; it calls 99% of the held-out real sequences generated), so the rewards (its probability "real" for
+the rollouts) averaged 0.004 and the policy-gradient steps barely moved the generator (8.916 → 8.923),
+while the MLE baseline went on over-fitting its 10,000 sequences (validation NLL 9.09 → 9.14; oracle NLL
+8.916 → 8.945). SeqGAN's lead is early stopping, not a better generator; the paper's 0.3 gain is not
+reproduced.
 
-Why the discriminator does not learn here: experiments/seqgan_discriminator.py trains it alone from
+Recorded, `oracle` (2 CPU cores): random 11.131, pre-trained 8.986, MLE 8.958, SeqGAN 9.059:
+the target is missed by 0.101; the discriminator was still near chance (validation accuracy 0.47 real /
+0.55 generated after 300 + 200 steps at Adam 1e-4, where the paper pre-trains it for ~23,000), so the
+rewards carried little signal. Shakespeare — BLEU-4 SeqGAN 0.245, MLE 0.228 (real lines 0.284),
+self-BLEU-4 0.171 / 0.140 (real 0.154). Both runs predate two memory-only changes (rollouts and their
+rewards computed one lane / one prefix at a time: the same rollouts, bit for bit).
+
+Why the CPU discriminator did not learn: experiments/seqgan_discriminator.py trains it alone from
 the pre-trained generator at Adam 1e-4, 1e-3 and 1e-2 (and against the untrained generator) and records
 its validation accuracies (seqgan_discriminator__oracle.json). Telling an MLE generator's samples from
 the oracle's is slow to learn from 10,000 real sequences over a 5,000-word vocabulary; the paper
@@ -69,7 +83,7 @@ from aigc_jax import results
 from aigc_jax.errors import exit_code_of
 from aigc_jax.systems import seqgan
 from aigc_jax.train import config as config_lib
-from aigc_jax.train import loop
+from aigc_jax.train import loop, writer
 from aigc_jax.train import mesh as mesh_lib
 from aigc_jax.train.state import TrainState, create_train_state
 
@@ -142,8 +156,14 @@ def main() -> None:
     )
 
     runs = {"random": random}
+    # time in train steps over every run of a part (also when this run resumed it); the continuations'
+    # workdirs are copies of `pretrain/`, so their logs start with its steps
+    pretrain_seconds = writer.logged_train_seconds(parts["pretrain"], fits["pretrain"].steps)
     for name, fit in fits.items():  # each fit ends with an evaluation on the whole evaluation split
-        runs[name] = fit.metrics | {"train_seconds": fit.train_seconds, "steps": fit.steps}
+        seconds = (
+            writer.logged_train_seconds(parts[name], fit.steps) - (name != "pretrain") * pretrain_seconds
+        )
+        runs[name] = fit.metrics | {"train_seconds": seconds, "steps": fit.steps}
         if config.data.source == "shakespeare":
             runs[name] |= trained_text_scores(parts[name], config.train.seed)
     flat = {f"{metric}_{name}": value for name, run in runs.items() for metric, value in run.items()}

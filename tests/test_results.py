@@ -1,12 +1,16 @@
 """Result files: the numbers plus how, where and when they were made."""
 
+import importlib.util
 import json
+import pathlib
 import shutil
 import subprocess
+import sys
 
 import pytest
 
 from aigc_jax import results
+from aigc_jax.systems import seqgan
 
 
 def test_a_result_file_records_its_fields_and_provenance(tmp_path, monkeypatch):
@@ -24,3 +28,20 @@ def test_without_the_override_the_commit_is_head(monkeypatch):
     if head.returncode != 0:
         pytest.skip("not a git checkout")
     assert results.git_commit().startswith(head.stdout.strip())
+
+
+def test_a_tagged_experiment_run_gets_its_own_workdir_and_result_file(monkeypatch):
+    path = pathlib.Path(__file__).parents[1] / "experiments" / "common.py"
+    spec = importlib.util.spec_from_file_location("experiments_common", path)
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    presets = ("cpu", "full")
+    monkeypatch.setattr(sys, "argv", ["x.py", "--preset", "full", "--config.train.num_steps=5"])
+    args, overrides = common.parse_args("doc", presets, "cpu")
+    assert overrides == ["--config.train.num_steps=5"]
+    assert common.result_path("unet", args).name == "unet__full.json"
+    assert common.workdir_for(seqgan, common.run_name(args), None).name == "seqgan__full"
+    monkeypatch.setattr(sys, "argv", ["x.py", "--preset", "full", "--tag", "d_lr_1e-3"])
+    args, _ = common.parse_args("doc", presets, "cpu")
+    assert common.result_path("seqgan", args).name == "seqgan__full_d_lr_1e-3.json"
+    assert common.workdir_for(seqgan, common.run_name(args), None).name == "seqgan__full_d_lr_1e-3"

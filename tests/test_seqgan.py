@@ -136,6 +136,27 @@ def test_phases_follow_the_step():
     assert phases == [0, 0, 0, 1, 1, 2, 1, 1, 2, 1, 1]
 
 
+def test_a_separate_policy_gradient_optimizer_keeps_pretraining_moments_apart(tmp_path):
+    """With `pg.separate_optimizer`, the policy-gradient steps (2 and 4) move the generator through an
+    optimizer state of their own: the MLE optimizer's state stays as step 0 left it. (Its constant
+    schedule's one warm-up step has learning rate 0, so the first policy-gradient step moves nothing.)"""
+    system = _smoke(tmp_path, **ALL_PHASES, **{"pg.separate_optimizer": "true"})
+    after_mle, _ = run_steps(system, single_device_mesh(), 1)
+    after_pg, history = run_steps(system, single_device_mesh(), 5)
+    after_mle, after_pg = host(after_mle), host(after_pg)
+    assert [h["phase"] for h in history] == [0, 1, 2, 1, 2]
+    assert set(after_pg.opt_state) == {"generator", "discriminator", "policy_gradient"}
+    jax.tree.map(
+        np.testing.assert_array_equal, after_pg.opt_state["generator"], after_mle.opt_state["generator"]
+    )
+    counts = [int(c) for c in jax.tree.leaves(after_pg.opt_state["policy_gradient"]) if np.ndim(c) == 0]
+    assert counts and set(counts) == {2}, counts  # two Adam updates, from fresh moments
+    moved = jax.tree.map(
+        lambda a, b: np.abs(a - b).max(), after_pg.params["generator"], after_mle.params["generator"]
+    )
+    assert max(jax.tree.leaves(moved)) > 0
+
+
 def test_mle_steps_lower_the_nll_of_a_small_batch(tmp_path):
     overrides = {"phases.adversarial": "false", "optim.learning_rate": "3e-2", "model.hidden_dim": "32"}
     system = _smoke(tmp_path, **overrides)

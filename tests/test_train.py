@@ -4,13 +4,15 @@ import json
 import shutil
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from aigc_jax.errors import UserError
 from aigc_jax.systems import gpt_shakespeare
 from aigc_jax.train import config as config_lib
-from aigc_jax.train import loop, losses, writer
+from aigc_jax.train import loop, losses, optim, writer
 from aigc_jax.train import mesh as mesh_lib
 from aigc_jax.train.checkpoint import Checkpointer
 from aigc_jax.train.state import abstract_train_state, create_train_state
@@ -148,3 +150,19 @@ def test_cross_entropy_label_smoothing_mixes_in_the_uniform_target():
     # target (1 - s) * one_hot + s / C: the loss is (1 - s) * NLL + s * the mean of -log p over classes
     smoothed = 0.8 * nll + 0.2 * -np.mean(np.asarray(log_p), axis=-1)
     np.testing.assert_allclose(losses.cross_entropy(logits, labels, 0.2), smoothed, rtol=1e-5)
+
+
+def test_a_shared_network_optimizer_updates_its_network_with_a_state_of_its_own():
+    params = {"net": jnp.ones(3), "other": jnp.ones(2)}
+    tx = optim.PerNetwork(
+        (("net", optax.adam(0.1)), ("other", optax.adam(0.1)), ("second", optax.adam(0.1))),
+        shares=(("second", "net"),),
+    )
+    state = tx.init(params)
+    updates, new_state = tx.update({"second": jnp.ones(3)}, state, params)
+    assert np.all(np.asarray(updates["net"]) < 0) and not np.any(np.asarray(updates["other"]))
+    for name in ("net", "other"):  # the other optimizers' states are untouched
+        jax.tree.map(np.testing.assert_array_equal, new_state[name], state[name])
+    assert int(new_state["second"][0].count) == 1
+    with pytest.raises(AssertionError, match="two optimizers update one network"):
+        tx.update({"net": jnp.ones(3), "second": jnp.ones(3)}, state, params)

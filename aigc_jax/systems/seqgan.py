@@ -13,7 +13,10 @@ instead. Training runs in three phases, chosen inside the one jitted train step 
    the discriminator's probability "real" averaged over `pg.num_rollouts` Monte-Carlo completions of
    the prefix ending at that token (the paper: 16), the whole sequence's own probability for the last
    token — and takes a REINFORCE step, −mean Q·log G(y_t | y_<t). The roll-out policy is the
-   generator itself, as in the paper's text (its code uses a delayed copy).
+   generator itself, as in the paper's text (its code uses a delayed copy). With
+   `pg.separate_optimizer` these steps update the generator through an Adam state of their own, as
+   the paper's code does; by default they share pre-training's (the recorded runs), whose large
+   second moments shrink steps whose rewards are small.
 
 `phases.adversarial=false` turns phases 2 and 3 into more maximum-likelihood steps: the MLE-only
 baseline of the same run length. The train metrics `mle_loss`, `d_loss`, `pg_loss` and `reward` are 0
@@ -100,7 +103,9 @@ def get_config(preset: str = "oracle") -> ml_collections.ConfigDict:
     config.phases = ml_collections.ConfigDict(
         {"mle_steps": 1000, "d_pretrain_steps": 500, "d_steps": 10, "adversarial": True}
     )
-    config.pg = ml_collections.ConfigDict({"num_rollouts": 16})
+    # separate_optimizer: the policy-gradient steps get an optimizer state of their own (the paper's
+    # code: a second Adam), not the one that pre-training's moments fill; off in the recorded runs
+    config.pg = ml_collections.ConfigDict({"num_rollouts": 16, "separate_optimizer": False})
     config.sample = ml_collections.ConfigDict({"num_samples": 8})
     config.train.update(batch_size=64, eval_batches=20)
     # The paper's code: Adam 0.01 with gradients clipped to norm 5 for the generator, Adam 1e-4 for the
@@ -180,7 +185,14 @@ class SeqGan:
             )
         g_tx, self.schedule = optim.make_optimizer(c.optim, c.train.num_steps)
         d_tx, _ = optim.make_optimizer(c.optim_d, c.train.num_steps)
-        self.tx = optim.PerNetwork((("generator", g_tx), ("discriminator", d_tx)))
+        self.separate_pg_optimizer = c.pg.get("separate_optimizer", False)  # False in older workdirs
+        if self.separate_pg_optimizer:  # the paper's code: a second Adam, fresh moments, same settings
+            self.tx = optim.PerNetwork(
+                (("generator", g_tx), ("discriminator", d_tx), ("policy_gradient", g_tx)),
+                shares=(("policy_gradient", "generator"),),
+            )
+        else:
+            self.tx = optim.PerNetwork((("generator", g_tx), ("discriminator", d_tx)))
         if c.data.source == "oracle":
             self.oracle, self.oracle_params = make_oracle(c)
 
@@ -248,7 +260,9 @@ class SeqGan:
         loss, grads = jax.value_and_grad(
             lambda g: nets.policy_gradient_loss(self.generator, g, fake_BT, rewards_BT)
         )(g_params)
-        state = state.apply_gradients({"generator": grads})
+        state = state.apply_gradients(
+            {"policy_gradient" if self.separate_pg_optimizer else "generator": grads}
+        )
         return state, self._metrics(2, pg_loss=loss, reward=rewards_BT.mean())
 
     def phase(self, step: jax.Array) -> jax.Array:

@@ -76,27 +76,37 @@ def make_optimizer(
 class PerNetwork:
     """One optimizer per top-level subtree of the parameters (a GAN's generator and discriminator).
 
-    Each network keeps its own optimizer state, and `update` takes gradients for any subset of the
-    networks: the others get zero updates and keep their optimizer state untouched, which is what
-    alternating GAN updates need (a joint `optax.multi_transform` update would also advance the moments
-    of the network that is not being trained). Frozen and hashable, so it can sit in the static part
-    of the train state.
+    Each optimizer keeps its own state, and `update` takes gradients for any subset of the optimizers
+    (keyed by name): the networks they do not update get zero updates, and the other optimizers keep
+    their state untouched, which is what alternating GAN updates need (a joint `optax.multi_transform`
+    update would also advance the moments of the network that is not being trained). An optimizer
+    updates the network of its own name unless `shares` names another: `(("pg", "generator"),)` gives
+    the generator a second optimizer with moments of its own (SeqGAN's adversarial updates). Frozen and
+    hashable, so it can sit in the static part of the train state.
     """
 
     transforms: tuple[tuple[str, optax.GradientTransformation], ...]
+    shares: tuple[tuple[str, str], ...] = ()  # (optimizer, the network it updates)
+
+    def network_of(self, name: str) -> str:
+        return dict(self.shares).get(name, name)
 
     def init(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {name: tx.init(params[name]) for name, tx in self.transforms}
+        return {name: tx.init(params[self.network_of(name)]) for name, tx in self.transforms}
 
     def update(
         self, grads: dict[str, Any], state: dict[str, Any], params: dict[str, Any]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         unknown = set(grads) - {name for name, _ in self.transforms}
-        assert not unknown, f"gradients for unknown networks {unknown}"
+        assert not unknown, f"gradients for unknown optimizers {unknown}"
+        updated = [self.network_of(name) for name in grads]
+        assert len(set(updated)) == len(updated), f"two optimizers update one network: {sorted(grads)}"
         updates, new_state = {}, dict(state)
         for name, tx in self.transforms:
             if name in grads:
-                updates[name], new_state[name] = tx.update(grads[name], state[name], params[name])
-            else:
-                updates[name] = jax.tree.map(jnp.zeros_like, params[name])
+                network = self.network_of(name)
+                updates[network], new_state[name] = tx.update(grads[name], state[name], params[network])
+        for network in params:
+            if network not in updates:
+                updates[network] = jax.tree.map(jnp.zeros_like, params[network])
         return updates, new_state

@@ -92,7 +92,9 @@ def _opt_state_shardings(
     """Optimizer moments are sharded like their parameters; counters and the like are replicated."""
     if isinstance(tx, PerNetwork):
         return {
-            name: _opt_state_shardings(inner, abstract_opt_state[name], params_sharding[name], replicated)
+            name: _opt_state_shardings(
+                inner, abstract_opt_state[name], params_sharding[tx.network_of(name)], replicated
+            )
             for name, inner in tx.transforms
         }
     return optax.tree_map_params(
