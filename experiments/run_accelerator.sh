@@ -5,12 +5,16 @@
 # Jobs, each one process, all started at once and waited for:
 # - unet: unet_fashion_scenes `full` (levels 32..512, 20,000 steps of 32 scenes);
 # - unet_30000_steps: the same for 30,000 steps;
+# - unet_fresh_scenes: the same with training scenes composed afresh for every batch
+#   (`data.fresh_train_scenes`: the 60,000 stored ones are over-fitted after ~12,000 steps);
 # - g2p: transformer_g2p `full` (4 + 4 layers x 256, 20,000 steps of 256 words);
 # - gans: the MLP GAN against the DCGAN (`full`, width 128) for the same 170 s of training each, one
 #   after the other, scored by the CLASSIFIER's features;
 # - seqgan: SeqGAN against MLE on the oracle benchmark, `full` (the paper's discriminator, a shortened
 #   schedule; its MLE baseline gets as many steps as SeqGAN took);
-# - seqgan_d_lr_1e-3: the same with the discriminator's Adam at 1e-3 instead of the paper's 1e-4.
+# - seqgan_d_lr_1e-3: the same with the discriminator's Adam at 1e-3 instead of the paper's 1e-4;
+# - seqgan_separate_pg_optimizer: the same with the paper code's second Adam for the policy-gradient
+#   steps (`pg.separate_optimizer`; with the shared one, stop 11's generator barely moved).
 # Each `max_train_seconds` is a safety net for the shared 10-minute window (a run it stops says so in its
 # log and records its steps). The processes share the GPU, so each takes a fifth of its memory.
 # On an H200: stop 10 ran unet + g2p + gans (470 s), stop 11 seqgan + seqgan_d_lr_1e-3 + unet_30000_steps.
@@ -28,6 +32,10 @@ command_of() {
     unet_30000_steps)
       echo experiments/unet_fashion_scenes.py --preset full --tag 30000_steps \
         --config.train.num_steps=30000 --config.train.max_train_seconds=400 ;;
+    unet_fresh_scenes)
+      echo experiments/unet_fashion_scenes.py --preset full --tag fresh_scenes_30000_steps \
+        --config.data.fresh_train_scenes=true --config.train.num_steps=30000 \
+        --config.train.max_train_seconds=400 ;;
     g2p) echo experiments/transformer_g2p.py --preset full --config.train.max_train_seconds=360 ;;
     gans)
       echo experiments/gans_fashion.py --preset full --classifier-workdir "${CLASSIFIER:?set CLASSIFIER}" \
@@ -36,6 +44,9 @@ command_of() {
     seqgan_d_lr_1e-3)
       echo experiments/seqgan.py --preset full --tag d_lr_1e-3 --config.optim_d.learning_rate=1e-3 \
         --config.train.max_train_seconds=240 ;;
+    seqgan_separate_pg_optimizer)
+      echo experiments/seqgan.py --preset full --tag separate_pg_optimizer \
+        --config.pg.separate_optimizer=true --config.train.max_train_seconds=240 ;;
     *) return 1 ;;
   esac
 }

@@ -101,6 +101,21 @@ def test_unet_overfits_one_batch(tmp_path):
     assert history[-1]["loss"] < 0.5 * history[0]["loss"], [h["loss"] for h in history]
 
 
+def test_unet_fresh_training_scenes_follow_the_data_set_rules(tmp_path):
+    """`data.fresh_train_scenes`: every batch is new scenes of training items, background exactly where
+    the canvas is black, and the training steps run on them."""
+    system = _smoke(unet_fashion_scenes, tmp_path, **{"data.fresh_train_scenes": "true"})
+    batches = iter(system.train_dataset())
+    first, second = next(batches), next(batches)
+    assert first["image"].shape == (16, 64, 64, 1) and first["mask"].shape == (16, 64, 64)
+    for batch in (first, second):
+        np.testing.assert_array_equal(batch["mask"] == 0, batch["image"][..., 0] == -1)
+        assert batch["mask"].max() <= 10 and (batch["mask"] > 0).mean() > 0.1
+    assert not np.array_equal(first["image"], second["image"])
+    _, history = run_steps(system, single_device_mesh(), 2)
+    assert all(np.isfinite(h["loss"]) for h in history)
+
+
 @pytest.mark.parametrize("module", [gan_mlp_fashion, dcgan_fashion], ids=["mlp", "dcgan"])
 def test_gan_generator_moves_toward_one_batch(tmp_path, module):
     """On one repeated real batch, the generator's mean image approaches the batch's mean image."""

@@ -68,6 +68,28 @@ def test_train_batches_are_reproducible_and_resume_exactly():
     assert any(not np.array_equal(next(other)["image"], next(it)["image"]) for _ in range(3))
 
 
+def _made(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """`n` toy examples drawn from `rng`: a `make` for `generated_train_dataset`."""
+    image = rng.integers(0, 256, size=(n, 6, 6, 1), dtype=np.uint8)
+    return {"image": image, "mask": image[..., 0] % 7}
+
+
+def test_generated_batches_are_new_reproducible_and_resume_exactly():
+    augment = in_memory.Augment(crop_padding=1, flip=True)
+    ds = in_memory.generated_train_dataset(_made, global_batch_size=4, seed=3, augment=augment)
+    it, expected = assert_resumes_exactly(ds, skip=4, take=3)
+    assert expected[0]["image"].shape == (4, 6, 6, 1) and expected[0]["image"].dtype == np.float32
+    assert expected[0]["mask"].shape == (4, 6, 6) and expected[0]["mask"].dtype == np.int32
+    assert not np.array_equal(expected[0]["image"], expected[1]["image"])
+    fresh = iter(in_memory.generated_train_dataset(_made, global_batch_size=4, seed=3, augment=augment))
+    for _ in range(4):
+        next(fresh)
+    for want in expected:
+        assert_batches_equal(next(fresh), want)
+    other = iter(in_memory.generated_train_dataset(_made, global_batch_size=4, seed=4, augment=augment))
+    assert not np.array_equal(next(other)["image"], next(it)["image"])
+
+
 def test_augmentation_moves_image_and_mask_together():
     toy = _toy(n=64)
     it = iter(in_memory.train_dataset(toy, 16, seed=0, augment=in_memory.Augment(crop_padding=2, flip=True)))

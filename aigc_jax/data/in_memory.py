@@ -18,7 +18,7 @@ weight-0 rows, so all batches share one shape (one jit compilation) and a weight
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grain
 import jax
@@ -161,6 +161,43 @@ def train_dataset(
         batches = batches.map(to_batch)
     else:
         batches = batches.random_map(to_batch, seed=(seed + _AUGMENT_SEED_SALT) % 2**32)
+    return batches.to_iter_dataset(_READ_OPTIONS)
+
+
+class GeneratedBatch:
+    """Position in the stream (and its generator) -> this process's share of a freshly made global batch:
+    `make(rng, size)` returns `size` examples as uint8 / int arrays, which are then augmented and split
+    like a batch read from memory. A small class (not a closure), so the pipeline stays picklable."""
+
+    def __init__(
+        self,
+        make: Callable[[np.random.Generator, int], dict[str, np.ndarray]],
+        global_batch_size: int,
+        augment: Augment | None = None,
+    ):
+        self.make = make
+        self.global_batch_size = global_batch_size
+        self.augment = augment
+
+    def __call__(self, position: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        del position  # the batch is a function of `rng`, which Grain derives from the seed and position
+        arrays = self.make(rng, self.global_batch_size)
+        to_batch = Batch(arrays, self.augment, jax.process_index(), jax.process_count())
+        return to_batch(np.arange(self.global_batch_size), rng)
+
+
+def generated_train_dataset(
+    make: Callable[[np.random.Generator, int], dict[str, np.ndarray]],
+    global_batch_size: int,
+    seed: int,
+    augment: Augment | None = None,
+) -> grain.IterDataset:
+    """Endless batches that are made, not read: the batch at position `i` is `make(rng_i, size)` with
+    `rng_i` a function of (`seed`, `i`) alone, so no example repeats and the iterator state (a position)
+    restores the exact next batches. Batches have the same form as `train_dataset`'s."""
+    per_process_batch_size(global_batch_size, jax.process_count())  # checks that it divides evenly
+    positions = grain.MapDataset.range(2**62)  # lazy: endless for any run
+    batches = positions.random_map(GeneratedBatch(make, global_batch_size, augment), seed=seed % 2**32)
     return batches.to_iter_dataset(_READ_OPTIONS)
 
 
