@@ -13,10 +13,9 @@ instead. Training runs in three phases, chosen inside the one jitted train step 
    the discriminator's probability "real" averaged over `pg.num_rollouts` Monte-Carlo completions of
    the prefix ending at that token (the paper: 16), the whole sequence's own probability for the last
    token — and takes a REINFORCE step, −mean Q·log G(y_t | y_<t). The roll-out policy is the
-   generator itself, as in the paper's text (its code uses a delayed copy). With
-   `pg.separate_optimizer` these steps update the generator through an Adam state of their own, as
-   the paper's code does; by default they share pre-training's (the recorded runs), whose large
-   second moments shrink steps whose rewards are small.
+   generator itself, as in the paper's text (its code uses a delayed copy). These steps update the
+   generator through an Adam state of their own, as the paper's code does (`pg.separate_optimizer`;
+   sharing pre-training's, whose second moments are large, shrinks steps whose rewards are small).
 
 `phases.adversarial=false` turns phases 2 and 3 into more maximum-likelihood steps: the MLE-only
 baseline of the same run length. The train metrics `mle_loss`, `d_loss`, `pg_loss` and `reward` are 0
@@ -104,8 +103,10 @@ def get_config(preset: str = "oracle") -> ml_collections.ConfigDict:
         {"mle_steps": 1000, "d_pretrain_steps": 500, "d_steps": 10, "adversarial": True}
     )
     # separate_optimizer: the policy-gradient steps get an optimizer state of their own (the paper's
-    # code: a second Adam), not the one that pre-training's moments fill; off in the recorded runs
-    config.pg = ml_collections.ConfigDict({"num_rollouts": 16, "separate_optimizer": False})
+    # code: a second Adam), not the one that pre-training's moments fill. With the shared one (false,
+    # and every workdir written before the key existed) the `oracle` preset's SeqGAN scored 9.059, with
+    # its own 8.864 (MLE 8.958), and the `full` preset's generator barely moved.
+    config.pg = ml_collections.ConfigDict({"num_rollouts": 16, "separate_optimizer": True})
     config.sample = ml_collections.ConfigDict({"num_samples": 8})
     config.train.update(batch_size=64, eval_batches=20)
     # The paper's code: Adam 0.01 with gradients clipped to norm 5 for the generator, Adam 1e-4 for the
