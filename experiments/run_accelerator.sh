@@ -12,9 +12,9 @@
 #   after the other, scored by the CLASSIFIER's features;
 # - seqgan: SeqGAN against MLE on the oracle benchmark, `full` (the paper's discriminator, a shortened
 #   schedule; its MLE baseline gets as many steps as SeqGAN took);
-# - seqgan_d_lr_1e-3: the same with the discriminator's Adam at 1e-3 instead of the paper's 1e-4;
-# - seqgan_separate_pg_optimizer: the same with the paper code's second Adam for the policy-gradient
-#   steps (`pg.separate_optimizer`; with the shared one, stop 11's generator barely moved).
+# - seqgan_d_lr_1e-3: the same with the discriminator's Adam at 1e-3 instead of the paper's 1e-4.
+# (Stop 11 ran both seqgan jobs before the policy-gradient steps had an Adam state of their own, the
+# default since: results seqgan__full*_shared_pg_optimizer.json.)
 # Each `max_train_seconds` is a safety net for the shared 10-minute window (a run it stops says so in its
 # log and records its steps). The processes share the GPU, so each takes a fifth of its memory.
 # On an H200: stop 10 ran unet + g2p + gans (470 s), stop 11 seqgan + seqgan_d_lr_1e-3 + unet_30000_steps.
@@ -44,9 +44,6 @@ command_of() {
     seqgan_d_lr_1e-3)
       echo experiments/seqgan.py --preset full --tag d_lr_1e-3 --config.optim_d.learning_rate=1e-3 \
         --config.train.max_train_seconds=240 ;;
-    seqgan_separate_pg_optimizer)
-      echo experiments/seqgan.py --preset full --tag separate_pg_optimizer \
-        --config.pg.separate_optimizer=true --config.train.max_train_seconds=240 ;;
     *) return 1 ;;
   esac
 }
