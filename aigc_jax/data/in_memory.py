@@ -10,6 +10,8 @@ seed folded with the epoch), endlessly, and splits each global batch across proc
 (random crop after zero padding, horizontal flip) is drawn per global batch from a generator seeded by
 the pipeline seed and the batch's position in the stream, so its iterator state is a few integers,
 saved with the train state, and a resumed run reproduces the exact next batches, augmentation included.
+A set that is made rather than stored (`generated_train_dataset`, e.g. fresh `fashion_scenes` collages)
+is made batch by batch from the same kind of per-position generator, and resumes the same way.
 
 Evaluation walks the examples in order, each exactly once; the last batch is padded to full size with
 weight-0 rows, so all batches share one shape (one jit compilation) and a weighted mean is exact.
