@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from aigc_jax.errors import UserError
 from aigc_jax.models import convnets
 from aigc_jax.systems import cnn_fashion, dcgan_fashion, gan_mlp_fashion, unet_fashion_scenes
 from aigc_jax.train import config as config_lib
@@ -114,6 +115,11 @@ def test_unet_fresh_training_scenes_follow_the_data_set_rules(tmp_path):
     assert not np.array_equal(first["image"], second["image"])
     _, history = run_steps(system, single_device_mesh(), 2)
     assert all(np.isfinite(h["loss"]) for h in history)
+    other = _smoke(
+        unet_fashion_scenes, tmp_path, **{"data.fresh_train_scenes": "true", "data.name": "digits"}
+    )
+    with pytest.raises(UserError, match="composes fashion_scenes collages"):
+        other.train_dataset()
 
 
 @pytest.mark.parametrize("module", [gan_mlp_fashion, dcgan_fashion], ids=["mlp", "dcgan"])

@@ -26,6 +26,7 @@ import optax
 from aigc_jax import metrics, visualize
 from aigc_jax.data import images, in_memory
 from aigc_jax.data.builders import fashion_mnist, fashion_scenes
+from aigc_jax.errors import UserError
 from aigc_jax.models.convnets import UNet
 from aigc_jax.systems.base import sample_options
 from aigc_jax.train import loop, optim
@@ -115,6 +116,11 @@ class UnetFashionScenes(images.ImageDataMethods):
         c = self.config
         if not c.data.get("fresh_train_scenes", False):  # absent in workdirs of older versions
             return self.data.train_dataset()
+        if c.data.name != "fashion_scenes":
+            raise UserError(
+                f"data.fresh_train_scenes composes fashion_scenes collages, not {c.data.name!r} examples; "
+                "set --config.data.fresh_train_scenes=false or --config.data.name=fashion_scenes"
+            )
         return in_memory.generated_train_dataset(
             FreshScenes(*fashion_mnist.split_items()["train"]),
             c.train.batch_size,
