@@ -13,16 +13,24 @@ from aigc_jax.train import mesh as mesh_lib
 RESULTS = pathlib.Path(__file__).parent / "results"
 
 
-def parse_args(doc: str, presets: tuple[str, ...], default: str) -> tuple[argparse.Namespace, list[str]]:
+def make_parser(
+    doc: str, presets: tuple[str, ...], default: str, workdir: bool = True
+) -> argparse.ArgumentParser:
+    """`--preset`, `--tag` and (for one-system recipes) `--workdir`; a recipe may add its own."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--preset", default=default, choices=presets)
-    parser.add_argument("--workdir", default=None, help="default: workdirs/experiments/SYSTEM__RUN")
+    if workdir:
+        parser.add_argument("--workdir", default=None, help="default: workdirs/experiments/SYSTEM__RUN")
     parser.add_argument(
         "--tag",
         default="",
         help="names a variant run: RUN is PRESET_TAG in its workdir and result file (default: RUN is PRESET)",
     )
-    return parser.parse_known_args()
+    return parser
+
+
+def parse_args(doc: str, presets: tuple[str, ...], default: str) -> tuple[argparse.Namespace, list[str]]:
+    return make_parser(doc, presets, default).parse_known_args()
 
 
 def run_name(args: argparse.Namespace) -> str:

@@ -29,7 +29,6 @@ real_class_entropy. Writes experiments/results/{gan_mlp_fashion,dcgan_fashion}__
 `--config.KEY=VALUE` arguments override both GANs' presets and are recorded in the command.
 """
 
-import argparse
 import pathlib
 import sys
 
@@ -81,16 +80,17 @@ def untrained(module, preset: str, overrides: list[str], workdir: pathlib.Path) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="cpu", choices=("cpu", "full"))
+    parser = common.make_parser(__doc__, ("cpu", "full"), "cpu", workdir=False)  # two systems, two workdirs
     parser.add_argument("--classifier-workdir", default="workdirs/experiments/cnn_fashion__cpu")
     args, extra = parser.parse_known_args()
     overrides = [f"--config.eval.classifier_workdir={args.classifier_workdir}", *extra]
+    for module in (gan_mlp_fashion, dcgan_fashion):  # a bad override fails now, not after the floor
+        config_lib.apply_overrides(module.get_config(args.preset), config_lib.parse_overrides(overrides))
     floor = real_floor(args.classifier_workdir)
     print("real data floor:", floor)
     runs = {}
     for module in (gan_mlp_fashion, dcgan_fashion):
-        workdir = common.workdir_for(module, args.preset, None)
+        workdir = common.workdir_for(module, common.run_name(args), None)
         before = untrained(module, args.preset, overrides, workdir)
         fit = common.train(module, args.preset, workdir, overrides)
         runs[module.NAME] = {**fit.metrics, "train_seconds": fit.train_seconds, "steps": fit.steps}
@@ -104,7 +104,7 @@ def main() -> None:
     for module in (gan_mlp_fashion, dcgan_fashion):
         run = runs[module.NAME]
         results.write(
-            common.RESULTS / f"{module.NAME}__{args.preset}.json",
+            common.result_path(module.NAME, args),
             experiment="gans_fashion",
             system=module.NAME,
             preset=args.preset,

@@ -41,38 +41,23 @@ Writes experiments/results/gpt_shakespeare__<preset>.json; extra `--config.KEY=V
 the preset and are recorded in the command.
 """
 
-import argparse
-import pathlib
 import sys
 import time
+
+import common
 
 from aigc_jax import results
 from aigc_jax.errors import exit_code_of
 from aigc_jax.systems import gpt_shakespeare
-from aigc_jax.train import config as config_lib
-from aigc_jax.train import loop, mesh
-
-RESULTS = pathlib.Path(__file__).parent / "results"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="cpu", choices=gpt_shakespeare.PRESETS)
-    parser.add_argument(
-        "--workdir", default=None, help="default: workdirs/experiments/gpt_shakespeare__PRESET"
-    )
-    args, overrides = parser.parse_known_args()
-    config = config_lib.apply_overrides(
-        gpt_shakespeare.get_config(args.preset), config_lib.parse_overrides(overrides)
-    )
-    workdir = pathlib.Path(args.workdir or f"workdirs/experiments/gpt_shakespeare__{args.preset}")
-    config_lib.prepare_workdir(workdir, config)
-
+    args, overrides = common.parse_args(__doc__, gpt_shakespeare.PRESETS, "cpu")
+    workdir = common.workdir_for(gpt_shakespeare, common.run_name(args), args.workdir)
     start = time.perf_counter()
-    system = gpt_shakespeare.build(config, workdir)
-    fit = loop.fit(system, workdir, mesh.make_mesh(config.mesh.shape))
+    fit = common.train(gpt_shakespeare, args.preset, workdir, overrides)
     record = results.write(
-        RESULTS / f"gpt_shakespeare__{args.preset}.json",
+        common.result_path("gpt_shakespeare", args),
         experiment="gpt_shakespeare",
         system=gpt_shakespeare.NAME,
         preset=args.preset,
