@@ -21,13 +21,30 @@ def test_a_result_file_records_its_fields_and_provenance(tmp_path, monkeypatch):
     assert record["wall_seconds"] >= 0 and record["hardware"] and record["command"] and record["date"]
 
 
+def _git(repo: pathlib.Path, *args: str) -> str:
+    command = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", *args]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+
+
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_without_the_override_the_commit_is_head(monkeypatch):
+def test_without_the_override_the_commit_is_head_marked_when_dirty(tmp_path, monkeypatch):
+    """In a throwaway repository: HEAD when clean, HEAD + a marker when a tracked file changed, and
+    "unknown" outside any repository."""
     monkeypatch.delenv("AIGC_JAX_GIT_COMMIT", raising=False)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
-    if head.returncode != 0:
-        pytest.skip("not a git checkout")
-    assert results.git_commit().startswith(head.stdout.strip())
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no search above tmp_path
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "tracked.txt").write_text("a")
+    _git(repo, "add", "tracked.txt")
+    _git(repo, "commit", "-qm", "first")
+    head = _git(repo, "rev-parse", "HEAD")
+    monkeypatch.chdir(repo)
+    assert results.git_commit() == head
+    (repo / "tracked.txt").write_text("b")
+    assert results.git_commit() == head + "+uncommitted changes"
+    monkeypatch.chdir(tmp_path)
+    assert results.git_commit() == "unknown"
 
 
 def test_a_tagged_experiment_run_gets_its_own_workdir_and_result_file(monkeypatch):
