@@ -109,6 +109,8 @@ def test_logged_train_seconds_sums_every_run_and_counts_a_relogged_step_once(tmp
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert writer.logged_train_seconds(tmp_path, 20) == 5 * 1.0 + 5 * 2.0 + 5 * 0.5 + 5 * 4.0
     assert writer.logged_train_seconds(tmp_path, 10) == 5 * 1.0 + 5 * 2.0
+    with pytest.raises(UserError, match=r"no metrics\.jsonl"):
+        writer.logged_train_seconds(tmp_path / "copied_checkpoints_only", 10)
 
 
 def test_checkpoint_restores_onto_another_mesh(tmp_path):
@@ -166,3 +168,18 @@ def test_a_shared_network_optimizer_updates_its_network_with_a_state_of_its_own(
     assert int(new_state["second"][0].count) == 1
     with pytest.raises(AssertionError, match="two optimizers update one network"):
         tx.update({"net": jnp.ones(3), "second": jnp.ones(3)}, state, params)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_warmup_zero_trains_at_the_peak_rate_from_the_first_step(schedule):
+    config = optim.default_config()
+    config.update(schedule=schedule, learning_rate=0.5, warmup_steps=0, min_learning_rate_ratio=0.1)
+    rate = optim.learning_rate_schedule(config, total_steps=100)
+    assert float(rate(0)) == pytest.approx(0.5)
+    assert float(rate(100)) == pytest.approx(0.5 if schedule == "constant" else 0.05)
+    config.warmup_steps = 10  # warmup starts at rate 0 and reaches the peak after warmup_steps
+    rate = optim.learning_rate_schedule(config, total_steps=100)
+    assert float(rate(0)) == 0.0 and float(rate(10)) == pytest.approx(0.5)
+    config.warmup_steps = -1
+    with pytest.raises(UserError, match="warmup_steps"):
+        optim.learning_rate_schedule(config, total_steps=100)

@@ -18,7 +18,7 @@ def default_config() -> ml_collections.ConfigDict:
             "name": "adamw",  # adamw | adam | sgd
             "learning_rate": 1e-3,
             "schedule": "cosine",  # cosine | constant
-            "warmup_steps": 100,
+            "warmup_steps": 100,  # linear from rate 0 at step 0; 0 starts at the peak rate
             "min_learning_rate_ratio": 0.1,  # cosine decays to this fraction of the peak
             "b1": 0.9,
             "b2": 0.99,
@@ -31,15 +31,27 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+    """Linear warmup from 0 over `warmup_steps` (step 0 then trains at rate 0), then constant or cosine
+    decay; `warmup_steps=0` starts at the peak rate."""
+    warmup = config.warmup_steps
+    if warmup < 0:
+        raise UserError(f"config.optim.warmup_steps is {warmup}; use 0 (no warmup) or more")
     if config.schedule == "constant":
-        return optax.warmup_constant_schedule(0.0, config.learning_rate, max(config.warmup_steps, 1))
+        constant = optax.constant_schedule(config.learning_rate)
+        return optax.warmup_constant_schedule(0.0, config.learning_rate, warmup) if warmup else constant
     if config.schedule == "cosine":
+        end_value = config.learning_rate * config.min_learning_rate_ratio
+        decay_steps = max(total_steps, warmup + 1)
+        if not warmup:
+            return optax.cosine_decay_schedule(
+                config.learning_rate, decay_steps, alpha=config.min_learning_rate_ratio
+            )
         return optax.warmup_cosine_decay_schedule(
             init_value=0.0,
             peak_value=config.learning_rate,
-            warmup_steps=max(config.warmup_steps, 1),
-            decay_steps=max(total_steps, config.warmup_steps + 1),
-            end_value=config.learning_rate * config.min_learning_rate_ratio,
+            warmup_steps=warmup,
+            decay_steps=decay_steps,
+            end_value=end_value,
         )
     raise UserError(f"unknown config.optim.schedule {config.schedule!r}; use cosine or constant")
 

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from tensorboardX import SummaryWriter
 
+from aigc_jax.errors import UserError
+
 
 def _plain(value: Any) -> float | int:
     value = np.asarray(value)
@@ -19,8 +21,14 @@ def logged_train_seconds(workdir: str | pathlib.Path, up_to_step: int) -> float:
     resumed run's own timer starts at zero): read back from the train records of metrics.jsonl, each of
     which holds its logging interval's mean `step_time`. A step logged twice (a run that went past its
     last checkpoint, then resumed) counts once, as its last record says."""
+    log = pathlib.Path(workdir) / "metrics.jsonl"
+    if not log.is_file():
+        raise UserError(
+            f"cannot tell how long {workdir} trained: it has no metrics.jsonl (the training log that "
+            "`aigc-jax train` writes); train in that workdir, or copy the log along with its checkpoints"
+        )
     step_times = {}
-    for line in (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines():
+    for line in log.read_text().splitlines():
         record = json.loads(line)
         if record["split"] == "train" and record["step"] <= up_to_step:
             step_times[record["step"]] = record["step_time"]
