@@ -3,11 +3,8 @@
 import importlib.util
 import json
 import pathlib
-import shutil
 import subprocess
 import sys
-
-import pytest
 
 from aigc_jax import results
 from aigc_jax.systems import seqgan
@@ -26,7 +23,6 @@ def _git(repo: pathlib.Path, *args: str) -> str:
     return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_without_the_override_the_commit_is_head_marked_when_dirty(tmp_path, monkeypatch):
     """In a throwaway repository: HEAD when clean, HEAD + a marker when a tracked file changed, and
     "unknown" outside any repository."""

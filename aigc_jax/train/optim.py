@@ -37,10 +37,10 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) 
     if warmup < 0:
         raise UserError(f"config.optim.warmup_steps is {warmup}; use 0 (no warmup) or more")
     if config.schedule == "constant":
-        constant = optax.constant_schedule(config.learning_rate)
-        return optax.warmup_constant_schedule(0.0, config.learning_rate, warmup) if warmup else constant
+        if not warmup:
+            return optax.constant_schedule(config.learning_rate)
+        return optax.warmup_constant_schedule(0.0, config.learning_rate, warmup)
     if config.schedule == "cosine":
-        end_value = config.learning_rate * config.min_learning_rate_ratio
         decay_steps = max(total_steps, warmup + 1)
         if not warmup:
             return optax.cosine_decay_schedule(
@@ -51,7 +51,7 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) 
             peak_value=config.learning_rate,
             warmup_steps=warmup,
             decay_steps=decay_steps,
-            end_value=end_value,
+            end_value=config.learning_rate * config.min_learning_rate_ratio,
         )
     raise UserError(f"unknown config.optim.schedule {config.schedule!r}; use cosine or constant")
 
