@@ -18,8 +18,8 @@ RESULTS = pathlib.Path(__file__).parent / "results"
 
 def alternate(
     contenders: dict[str, Callable[[], None]], warmup: int = 3, repeats: int = 15
-) -> dict[str, float]:
-    """Median seconds per call of each contender, measured in turn (A, B, A, B, ...) so that machine noise
+) -> dict[str, list[float]]:
+    """Seconds of each call of each contender, measured in turn (A, B, A, B, ...) so that machine noise
     hits both alike. Each callable must block until its work is done."""
     for run in contenders.values():
         for _ in range(warmup):
@@ -30,7 +30,20 @@ def alternate(
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)
+    return times
+
+
+def medians(times: dict[str, list[float]]) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def paired_ratios(numerator: list[float], denominator: list[float]) -> dict[str, float]:
+    """Quartiles of the ratios of calls made one after the other. On a shared machine a single ratio of
+    medians moves by ±5-10% between runs; the middle half of the paired ratios shows how far."""
+    q1, median, q3 = statistics.quantiles(
+        [a / b for a, b in zip(numerator, denominator, strict=True)], n=4, method="inclusive"
+    )
+    return {"q1": q1, "median": median, "q3": q3}
 
 
 def torch_device() -> Any:
@@ -56,16 +69,19 @@ def torch_synchronized(run: Callable[[], None], device: Any) -> Callable[[], Non
 
 
 def report_step_ratio(
-    benchmark: str, preset: str, shape: str, times: dict[str, float], repeats: int, **extra: Any
+    benchmark: str, preset: str, shape: str, times: dict[str, list[float]], **extra: Any
 ) -> float:
-    """Prints the JAX / PyTorch train-step ratio and writes `results/{benchmark}__{preset}.json`
-    (`...__{preset}__gpu.json` when both ran on a GPU)."""
+    """Prints the JAX / PyTorch train-step ratio (of the median step times) with the spread of the paired
+    ratios, and writes `results/{benchmark}__{preset}.json` (`...__{preset}__gpu.json` when both ran on
+    a GPU). `times` are `alternate`'s."""
     import torch  # the bench extra; imported here so timing helpers work without it
 
-    ratio = times["jax"] / times["torch"]
+    step = medians(times)
+    ratio = step["jax"] / step["torch"]
+    paired = paired_ratios(times["jax"], times["torch"])
     print(
-        f"{benchmark} ({shape}): jax {times['jax'] * 1e3:.1f} ms, torch {times['torch'] * 1e3:.1f} ms, "
-        f"jax/torch = {ratio:.2f}",
+        f"{benchmark} ({shape}): jax {step['jax'] * 1e3:.1f} ms, torch {step['torch'] * 1e3:.1f} ms, "
+        f"jax/torch = {ratio:.2f} (paired steps: middle half {paired['q1']:.2f}-{paired['q3']:.2f})",
         flush=True,
     )
     backend = jax.default_backend()
@@ -75,15 +91,16 @@ def report_step_ratio(
         preset=preset,
         shape=shape,
         metrics={
-            "jax_step_seconds": times["jax"],
-            "torch_step_seconds": times["torch"],
+            "jax_step_seconds": step["jax"],
+            "torch_step_seconds": step["torch"],
             "jax_over_torch": ratio,
+            "jax_over_torch_paired_quartiles": paired,
         },
         target={"jax_over_torch_at_most": 1.0},
         versions={"jax": jax.__version__, "torch": torch.__version__},
         torch_threads=torch.get_num_threads(),
         torch_device=str(torch_device()),
-        repeats=repeats,
+        repeats=len(times["jax"]),
         **extra,
     )
     return ratio

@@ -1,6 +1,6 @@
 """JAX train-step time of transformer_g2p against the same encoder-decoder in PyTorch (eager) on this CPU.
 
-    python benchmarks/g2p_step.py [--preset cpu] [--repeats 15]
+    python benchmarks/g2p_step.py [--preset cpu] [--repeats 40]
 
 Both sides: the preset's model and batch of words at the longest length bucket (16 letters in, 16 phoneme
 ids out), the same random batch with padding (word and pronunciation lengths drawn from 3 to 16), label-
@@ -100,7 +100,7 @@ def torch_step(system: transformer_g2p.TransformerG2p, batch: dict[str, np.ndarr
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu", choices=transformer_g2p.PRESETS)
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=40)
     args = parser.parse_args()
     config = transformer_g2p.get_config(args.preset)
     config.model.update(dtype="float32", dropout=0.0)  # what the PyTorch side runs
@@ -116,7 +116,7 @@ def main() -> None:
         f"{m.num_layers}+{m.num_layers} layers, {m.num_heads} heads, {m.embed_dim} wide, "
         f"{B} words x {T} tokens, {jax_params:,} parameters"
     )
-    report_step_ratio("transformer_g2p_step", args.preset, shape, times, args.repeats, parameters=jax_params)
+    report_step_ratio("transformer_g2p_step", args.preset, shape, times, parameters=jax_params)
 
 
 if __name__ == "__main__":

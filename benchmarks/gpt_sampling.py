@@ -16,7 +16,7 @@ import pathlib
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from common import alternate
+from common import alternate, medians
 
 from aigc_jax import decoding, results
 from aigc_jax.models.gpt import GPT
@@ -46,7 +46,7 @@ def main() -> None:
     def recomputed() -> None:
         decoding.generate_without_cache(model, params, prompt, rng, args.new_tokens).block_until_ready()
 
-    times = alternate({"kv_cache": cached, "recompute": recomputed}, warmup=1, repeats=args.repeats)
+    times = medians(alternate({"kv_cache": cached, "recompute": recomputed}, warmup=1, repeats=args.repeats))
     speedup = times["recompute"] / times["kv_cache"]
     tokens = args.batch * args.new_tokens
     print(

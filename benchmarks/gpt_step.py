@@ -1,6 +1,6 @@
 """JAX train-step time of gpt_shakespeare against the same architecture in PyTorch (eager) on this CPU.
 
-    python benchmarks/gpt_step.py [--preset cpu] [--repeats 15]
+    python benchmarks/gpt_step.py [--preset cpu] [--repeats 40]
 
 Both sides: same shapes (the preset's model, batch and context), AdamW with the same hyper-parameters and
 global-norm clipping, float32 and no dropout (whatever the preset says), all cores of this machine. JAX
@@ -68,7 +68,7 @@ def torch_step(config, tokens: np.ndarray, vocab_size: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu", choices=("smoke", "cpu", "full"))
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=40)
     args = parser.parse_args()
     config = gpt_shakespeare.get_config(args.preset)
     config.model.vocab_size = len(VOCAB) + 1  # + the unknown-character id
@@ -81,7 +81,7 @@ def main() -> None:
     )
     m = config.model
     shape = f"{m.num_layers} layers, {m.num_heads} heads, {m.embed_dim} wide, context {T}, batch {B}"
-    report_step_ratio("gpt_step", args.preset, shape, times, args.repeats)
+    report_step_ratio("gpt_step", args.preset, shape, times)
 
 
 if __name__ == "__main__":

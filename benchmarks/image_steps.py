@@ -1,7 +1,7 @@
 """JAX train-step time of the convolutional image systems against the same architectures in PyTorch (eager)
 on this CPU.
 
-    python benchmarks/image_steps.py [--system cnn_fashion|dcgan_fashion|all] [--repeats 15]
+    python benchmarks/image_steps.py [--system cnn_fashion|dcgan_fashion|all] [--repeats 40]
 
 Each system is built from its `cpu` preset; both sides take the same real training batch (one batch of
 `system.train_dataset()`, NHWC for JAX, NCHW for PyTorch), float32, all cores of this machine. JAX runs
@@ -150,7 +150,6 @@ def benchmark(name: str, repeats: int) -> None:
         PRESET,
         f"{shape}; {jax_count:,} params",
         times,
-        repeats,
         param_counts={"jax": jax_count, "torch": torch_count},
     )
 
@@ -158,7 +157,7 @@ def benchmark(name: str, repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system", default="all", choices=(*SYSTEMS, "all"))
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=40)
     args = parser.parse_args()
     for name in SYSTEMS if args.system == "all" else (args.system,):
         benchmark(name, args.repeats)

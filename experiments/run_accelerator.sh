@@ -8,8 +8,11 @@
 # - unet_fresh_scenes: the same with training scenes composed afresh for every batch
 #   (`data.fresh_train_scenes`: the 60,000 stored ones are over-fitted after ~12,000 steps);
 # - g2p: transformer_g2p `full` (4 + 4 layers x 256, 20,000 steps of 256 words);
-# - gans: the MLP GAN against the DCGAN (`full`, width 128) for the same 170 s of training each, one
-#   after the other, scored by the CLASSIFIER's features;
+# - gans: the MLP GAN against the DCGAN (`full`, width 128) for the same GAN_SECONDS (default 170) of
+#   training each, one after the other, scored by the CLASSIFIER's features; the two evaluations and
+#   compilations add ~80 s, so alone in a 530-s window GAN_SECONDS=220 fits. (Stop 10's 170 s: DCGAN fd
+#   48.2 against 95.0, 0.508x; in-training evaluations show both still improving: DCGAN 50.4 / 46.3 / 48.2
+#   at steps 30k / 35k / 39k, MLP 113.6 / 109.5 / 95.0 at 30k / 40k / 43.5k);
 # - seqgan: SeqGAN against MLE on the oracle benchmark, `full` (the paper's discriminator, a shortened
 #   schedule; its MLE baseline gets as many steps as SeqGAN took);
 # - seqgan_d_lr_1e-3: the same with the discriminator's Adam at 1e-3 instead of the paper's 1e-4.
@@ -39,7 +42,7 @@ command_of() {
     g2p) echo experiments/transformer_g2p.py --preset full --config.train.max_train_seconds=360 ;;
     gans)
       echo experiments/gans_fashion.py --preset full --classifier-workdir "${CLASSIFIER:?set CLASSIFIER}" \
-        --config.train.num_steps=100000000 --config.train.max_train_seconds=170 ;;
+        --config.train.num_steps=100000000 --config.train.max_train_seconds="${GAN_SECONDS:-170}" ;;
     seqgan) echo experiments/seqgan.py --preset full --config.train.max_train_seconds=240 ;;
     seqgan_d_lr_1e-3)
       echo experiments/seqgan.py --preset full --tag d_lr_1e-3 --config.optim_d.learning_rate=1e-3 \

@@ -1,0 +1,22 @@
+"""The benchmarks' timing helpers (benchmarks/common.py): what they report is what was measured."""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "benchmarks"))
+
+import common
+
+
+def test_alternate_calls_contenders_in_turn_and_returns_every_call():
+    calls = []
+    times = common.alternate({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 1, 3)
+    assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-up of each, then alternating
+    assert [len(times["a"]), len(times["b"])] == [3, 3]
+    assert all(t >= 0 for t in times["a"] + times["b"])
+
+
+def test_paired_ratios_are_quartiles_of_call_by_call_ratios():
+    quartiles = common.paired_ratios([2.0, 3.0, 4.0, 5.0, 6.0], [1.0, 1.0, 1.0, 1.0, 1.0])
+    assert quartiles == {"q1": 3.0, "median": 4.0, "q3": 5.0}
+    assert common.medians({"a": [3.0, 1.0, 2.0]}) == {"a": 2.0}
