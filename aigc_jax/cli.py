@@ -4,7 +4,6 @@ Every problem the user can fix ends in one line on stderr naming the fix, and ex
 """
 
 import argparse
-import ast
 import json
 import pathlib
 import sys
@@ -52,16 +51,17 @@ def _mesh_for(config: Any) -> Any:
 
 def _cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> None:
     module = systems.load(args.name)
-    config = config_lib.apply_overrides(module.get_config(args.preset), config_lib.parse_overrides(extra))
-    workdir = pathlib.Path(args.workdir or f"workdirs/{args.name}_{args.preset}")
-    config_lib.prepare_workdir(workdir, config)
+    base = module.get_config() if args.preset is None else module.get_config(args.preset)
+    config = config_lib.apply_overrides(base, config_lib.parse_overrides(extra))
+    workdir = pathlib.Path(args.workdir or f"workdirs/{args.name}_{config.preset}")
+    config_lib.check_workdir(workdir, config)
     mesh = _mesh_for(config)
 
     from aigc_jax.train import loop, state
 
     system = module.build(config, workdir)
     count = state.param_count(state.abstract_train_state(system.init_variables, system.tx, mesh).params)
-    print(f"{args.name} ({args.preset}): {count:,} parameters, mesh {dict(mesh.shape)}, workdir {workdir}")
+    print(f"{args.name} ({config.preset}): {count:,} parameters, mesh {dict(mesh.shape)}, workdir {workdir}")
     result = loop.fit(system, workdir, mesh)
     print(f"trained to step {result.steps} ({result.train_seconds:.0f} s in train steps); final eval:")
     print(json.dumps(result.metrics, indent=2))
@@ -99,8 +99,9 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2))
 
 
-def _parse_options(extra: Sequence[str]) -> dict[str, Any]:
-    """`--top-k 5 --prompt "To be"` → {"top_k": 5, "prompt": "To be"}; the system validates names."""
+def _parse_options(extra: Sequence[str]) -> dict[str, str]:
+    """`--top-k 5 --prompt "To be"` → {"top_k": "5", "prompt": "To be"}; the system checks the names and
+    parses each value into the type of its default (`base.sample_options`)."""
     options: dict[str, Any] = {}
     it = iter(extra)
     for arg in it:
@@ -111,11 +112,7 @@ def _parse_options(extra: Sequence[str]) -> dict[str, Any]:
             value = next(it, None)
             if value is None:
                 raise UserError(f"{arg} needs a value")
-        try:
-            parsed = ast.literal_eval(value)
-            options[name.replace("-", "_")] = parsed if isinstance(parsed, int | float) else value
-        except (ValueError, SyntaxError):
-            options[name.replace("-", "_")] = value
+        options[name.replace("-", "_")] = value
     return options
 
 
@@ -193,7 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument("--data-dir", default=None)
     train = commands.add_parser("train", help="train a system (resumes if the workdir has a checkpoint)")
     train.add_argument("name")
-    train.add_argument("--preset", default="cpu")
+    train.add_argument("--preset", default=None, help="default: the system's own (cpu for most)")
     train.add_argument("--workdir", default=None, help="default: workdirs/NAME_PRESET")
     evaluate = commands.add_parser("eval", help="evaluate the latest checkpoint of a workdir")
     evaluate.add_argument("--workdir", required=True)

@@ -49,7 +49,7 @@ def workdir_for(module: ModuleType, run: str, workdir: str | None) -> pathlib.Pa
 def train(module: ModuleType, preset: str, workdir: pathlib.Path, overrides: list[str]) -> loop.FitResult:
     """Trains `module`'s system from its preset and the overrides into `workdir` (resuming if it can)."""
     config = config_lib.apply_overrides(module.get_config(preset), config_lib.parse_overrides(overrides))
-    config_lib.prepare_workdir(workdir, config)
+    config_lib.check_workdir(workdir, config)
     return loop.fit(module.build(config, workdir), workdir, mesh_lib.make_mesh(config.mesh.shape))
 
 

@@ -42,26 +42,27 @@ pre-training steps, 40 rounds of 1 policy-gradient step + 5 discriminator steps;
 the same 540 extra steps. The discriminator keeps the paper's widths 1-5, 10, 15, 20 with about a fifth
 of its feature maps and embedding 32.
 
-Recorded, `oracle` (2 CPU cores): random 11.131, pre-trained 8.986, MLE 8.958, SeqGAN 8.864 — the
-target is met, by 0.094, at the same validation NLL of real sequences (SeqGAN 8.114, MLE 8.106). Not by
-the discriminator's judgment: it stayed at chance (validation accuracy 0.49 real / 0.58 generated) and
-its rewards were 0.50 ± 0.01, so the policy-gradient steps reinforced the generator's own samples, which
-sharpens it (lower entropy: what the oracle NLL rewards). This configuration, run twice (first as a
-tagged variant, before it became the default), gave the same metrics to the last digit.
-Shakespeare — BLEU-4 SeqGAN 0.254, MLE 0.228 (real lines 0.284), but self-BLEU-4 0.188 / 0.140 (real
-0.154), distinct-1 0.109 / 0.158 (real 0.172) and validation NLL 2.587 / 2.390: likelier-looking lines,
-less varied — the same sharpening. Both re-runs reproduced the older runs' random, pre-trained and MLE
-figures to the last digit (so the refactors since were, as meant, behaviour-preserving).
+Recorded, `oracle` (2 CPU cores): random 11.131, pre-trained 8.986, MLE 8.958, SeqGAN 8.864 — the target is
+met, by 0.095, at the same validation NLL of real sequences (SeqGAN 8.114, MLE 8.106). Not by the
+discriminator's judgment: it stayed at chance (validation accuracy 0.49 real / 0.58 generated) and its rewards
+were 0.50 ± 0.01 (the logged `reward` averages discriminator steps' zeros in; divided by the policy-gradient
+steps' share of each log interval, `phase` − 1), so the policy-gradient steps reinforced the generator's own
+samples, which sharpens it (lower entropy: what the oracle NLL rewards). This configuration, run twice (first
+as a tagged variant, before it became the default), gave the same metrics to the last digit. Shakespeare —
+BLEU-4 SeqGAN 0.254, MLE 0.228 (real lines 0.284), but self-BLEU-4 0.188 / 0.140 (real 0.154), distinct-1
+0.109 / 0.158 (real 0.172) and validation NLL 2.587 / 2.390: likelier-looking lines, less varied — the same
+sharpening. Both re-runs reproduced the older runs' random, pre-trained and MLE figures to the last digit (so
+the refactors since were, as meant, behaviour-preserving).
 
 Recorded before `pg.separate_optimizer` (the policy-gradient steps then shared pre-training's Adam state,
-whose large second moments shrink their steps; result files `*_shared_pg_optimizer.json`): `oracle` —
-SeqGAN 9.059 vs MLE 8.958, missed by 0.101 (discriminator near chance after 300 + 200 steps). `full`
-on one H200 — random 11.131, pre-trained 8.916, MLE 8.945, SeqGAN 8.923 (with the discriminator at Adam
-1e-3: 8.939 / 8.923): met, but the discriminator memorised the 10,000 real training sequences (training
-loss 0.005; it called 99% of the held-out real ones generated), its rewards averaged 0.004, and the
-generator barely moved (8.916 → 8.923) while the MLE baseline went on over-fitting (validation NLL 9.09
-→ 9.14, oracle NLL 8.916 → 8.945): early stopping, not a better generator. Shakespeare — BLEU-4 SeqGAN
-0.245, MLE 0.228 (real lines 0.284), self-BLEU-4 0.171 / 0.140 (real 0.154).
+whose large second moments shrink their steps; result files `*_shared_pg_optimizer.json`): `oracle` — SeqGAN
+9.059 vs MLE 8.958, missed by 0.101 (discriminator near chance after 300 + 200 steps). `full` on one H200 —
+random 11.131, pre-trained 8.916, MLE 8.945, SeqGAN 8.923 (with the discriminator at Adam 1e-3: 8.939 /
+8.923): met, but the discriminator memorised the 10,000 real training sequences (training loss 0.005; it
+called 99% of the held-out real ones generated), its rewards averaged 0.004 (rescaled the same way), and the
+generator barely moved (8.916 → 8.923) while the MLE baseline went on over-fitting (validation NLL 9.09 →
+9.14, oracle NLL 8.916 → 8.945): early stopping, not a better generator. Shakespeare — BLEU-4 SeqGAN 0.245,
+MLE 0.228 (real lines 0.284), self-BLEU-4 0.171 / 0.140 (real 0.154).
 
 Why the CPU discriminator did not learn: experiments/seqgan_discriminator.py trains it alone from
 the pre-trained generator at Adam 1e-4, 1e-3 and 1e-2 (and against the untrained generator) and records

@@ -64,10 +64,12 @@ def test_sample_takes_a_prompt_and_is_deterministic(trained, capsys):
     assert first.count("Ham.") >= 2
 
 
-def test_train_again_resumes(trained, capsys):
-    assert cli.main(_smoke_train(trained, "--config.train.num_steps=25")) == 0
+def test_train_again_resumes(trained, capsys, tmp_path):
+    again = shutil.copytree(trained, tmp_path / "again")  # the other tests read `trained` at step 20
+    assert cli.main(_smoke_train(again, "--config.train.num_steps=25")) == 0
     assert "resuming from step 20" in capsys.readouterr().out
-    assert "25" in [p.name for p in (trained / "checkpoints").iterdir()]
+    assert "25" in [p.name for p in (again / "checkpoints").iterdir()]
+    assert json.loads((again / "config.json").read_text())["train"]["num_steps"] == 25
 
 
 def _error(capsys, args):
@@ -131,6 +133,48 @@ def test_corrupt_checkpoint_is_reported_and_kept(capsys, trained, tmp_path):
     err = _error(capsys, ["eval", "--workdir", str(damaged)])
     assert "cannot restore the checkpoint" in err and "move that step folder away" in err
     assert latest.exists()
+
+
+def test_a_train_that_cannot_restore_keeps_the_config_of_the_checkpoints(capsys, trained, tmp_path):
+    other = shutil.copytree(trained, tmp_path / "other")
+    recorded = (other / "config.json").read_text()
+    err = _error(capsys, _smoke_train(other, "--config.model.embed_dim=48"))
+    assert "cannot restore the checkpoint" in err
+    assert (other / "config.json").read_text() == recorded  # eval and sample still restore
+    assert cli.main(["eval", "--workdir", str(other)]) == 0
+
+
+@pytest.mark.parametrize("setting", ["keep_checkpoints=0", "log_every=0", "checkpoint_every=-1"])
+def test_loop_settings_below_one_are_refused_before_any_checkpoint_is_touched(
+    capsys, trained, tmp_path, setting
+):
+    other = shutil.copytree(trained, tmp_path / "other")
+    err = _error(capsys, _smoke_train(other, f"--config.train.{setting}"))
+    assert f"config.train.{setting.split('=')[0]} must be at least 1" in err
+    assert sorted(p.name for p in (other / "checkpoints").iterdir()) == ["10", "20"]
+
+
+@pytest.mark.parametrize(
+    ("name", "override", "message"),
+    [
+        ("cnn_fashion", "--config.model.arch=vgg", "unknown config.model.arch 'vgg'"),
+        ("gpt_shakespeare", "--config.model.embed_dim=33", "must be a multiple of config.model.num_heads"),
+        ("gpt_shakespeare", "--config.model.dtype=bf16", "config.model.dtype 'bf16' is not one of"),
+        ("gpt_shakespeare", "--config.optim.accumulation_steps=0", "accumulation_steps must be at least 1"),
+    ],
+)
+def test_bad_config_values_are_one_line_errors_and_write_nothing(capsys, tmp_path, name, override, message):
+    workdir = tmp_path / "new"
+    err = _error(capsys, ["train", name, "--preset", "smoke", "--workdir", str(workdir), override])
+    assert message in err
+    assert not (workdir / "config.json").exists()
+
+
+def test_sample_options_take_the_type_of_their_defaults(capsys, trained):
+    args = ["sample", "--workdir", str(trained), "--num-tokens", "5"]
+    assert cli.main([*args, "--prompt", "42"]) == 0  # a number-like prompt stays text
+    assert capsys.readouterr().out.count("42") >= 1
+    assert "--temperature='hot' is not a valid float" in _error(capsys, [*args, "--temperature", "hot"])
 
 
 def test_not_a_workdir(capsys, tmp_path):

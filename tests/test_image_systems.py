@@ -196,7 +196,6 @@ def test_gan_sampling_is_deterministic_for_a_seed(tmp_path):
 def test_gan_evaluation_measures_fd_and_class_entropy_with_a_trained_classifier(tmp_path):
     classifier_dir = tmp_path / "classifier"
     classifier_config = cnn_fashion.get_config("smoke")
-    config_lib.prepare_workdir(classifier_dir, classifier_config)
     loop.fit(
         cnn_fashion.build(classifier_config, classifier_dir), classifier_dir, mesh_lib.make_mesh((-1, 1, 1))
     )

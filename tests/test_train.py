@@ -183,3 +183,23 @@ def test_warmup_zero_trains_at_the_peak_rate_from_the_first_step(schedule):
     config.warmup_steps = -1
     with pytest.raises(UserError, match="warmup_steps"):
         optim.learning_rate_schedule(config, total_steps=100)
+
+
+def test_gradient_accumulation_updates_every_k_steps_on_a_schedule_of_updates():
+    config = optim.default_config()
+    config.update(name="sgd", momentum=0.0, learning_rate=1.0, warmup_steps=0, grad_clip_norm=0.0)
+    config.update(schedule="cosine", min_learning_rate_ratio=0.1, accumulation_steps=2)
+    tx, logged_rate = optim.make_optimizer(config, total_steps=8)  # 4 updates of 2 steps each
+    update_rate = optim.learning_rate_schedule(config, total_steps=4)
+    params = jnp.zeros(())
+    state = tx.init(params)
+    for step in range(8):
+        before = params
+        grad = jnp.asarray(float(step + 1))  # accumulated as a mean over each pair of steps
+        updates, state = tx.update(grad, state, params)
+        params = optax.apply_updates(params, updates)
+        update = step // 2
+        expected = -float(update_rate(update)) * (2 * update + 1.5) if step % 2 else 0.0
+        assert float(params - before) == pytest.approx(expected), step
+        assert float(logged_rate(step)) == pytest.approx(float(update_rate(update)))
+    assert float(update_rate(4)) == pytest.approx(0.1)  # the decay ends with the run's last update

@@ -18,6 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from aigc_jax.errors import UserError
+
 Dtype = Any
 
 
@@ -143,10 +145,19 @@ class Block(nn.Module):
         return nn.with_logical_constraint(x_BTD, ("batch", "length", None))
 
 
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")  # parameters stay float32
+
+
 def size_fields(model_config: Any) -> dict[str, Any]:
     """The fields every transformer here (`GPT`, `transformer.Transformer`) takes from a system's
     `config.model`: num_layers, num_heads, embed_dim, max_len, dropout (as dropout_rate) and dtype."""
     m = model_config
+    if m.num_heads < 1 or m.embed_dim % m.num_heads:
+        raise UserError(
+            f"config.model.embed_dim {m.embed_dim} must be a multiple of config.model.num_heads {m.num_heads}"
+        )
+    if m.dtype not in COMPUTE_DTYPES:
+        raise UserError(f"config.model.dtype {m.dtype!r} is not one of {', '.join(COMPUTE_DTYPES)}")
     return {
         "num_layers": m.num_layers,
         "num_heads": m.num_heads,

@@ -31,7 +31,7 @@ REGISTRY: dict[str, SystemSpec] = {
             seed_questions=(2,),
             data="shakespeare",
             description="GPT-2-style decoder-only transformer, character or BPE language model",
-            status="trained (cpu preset)",
+            status="cpu: 1.567 nats/char, met",
         ),
         SystemSpec(
             name="cnn_fashion",
@@ -39,7 +39,7 @@ REGISTRY: dict[str, SystemSpec] = {
             seed_questions=(8, 26),
             data="fashion_mnist",
             description="CNN image classifier: the source's network (seed preset) and a VGG-style BN net",
-            status="cpu: 0.938, missed",
+            status="cpu: test 0.9405, met",
         ),
         SystemSpec(
             name="gan_mlp_fashion",

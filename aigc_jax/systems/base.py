@@ -11,6 +11,7 @@ import numpy as np
 import optax
 
 from aigc_jax.errors import UserError
+from aigc_jax.train import config as config_lib
 from aigc_jax.train.state import TrainState
 
 Batch = dict[str, Any]
@@ -52,8 +53,16 @@ class System(Protocol):
 
 
 def sample_options(defaults: ml_collections.ConfigDict, options: dict[str, Any]) -> dict[str, Any]:
-    """`config.sample` overridden by the caller's options; unknown names are a `UserError`."""
+    """`config.sample` overridden by the caller's options; unknown names are a `UserError`. Text values
+    (from the command line) are parsed into the type of the default they replace, so `--prompt 42` stays
+    text and `--temperature hot` is a `UserError`."""
     unknown = set(options) - set(defaults)
     if unknown:
         raise UserError(f"unknown sample option(s) {sorted(unknown)}; known: {sorted(defaults)}")
-    return defaults.to_dict() | {k: v for k, v in options.items() if v is not None}
+
+    def typed(name: str, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return config_lib.convert(f"--{name.replace('_', '-')}", value, defaults[name])
+
+    return defaults.to_dict() | {k: typed(k, v) for k, v in options.items() if v is not None}

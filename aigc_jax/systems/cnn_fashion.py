@@ -1,10 +1,11 @@
 """CNN image classification on Fashion-MNIST (source questions 8 and 26).
 
-The whole story of the system: presets, data (the embedded `fashion_mnist` set, augmented by random
-crops and flips in the Grain pipeline), the cross-entropy loss, train/eval steps with BatchNorm
-statistics threaded through the state, and a "sample" that is a confusion matrix with per-class
-accuracy. The trained classifier's penultimate layer is also the feature space of the GANs' `fd_fashion`
-(see `load_feature_extractor`).
+The whole story of the system: presets, data (the embedded `fashion_mnist` set, augmented by random flips in
+the Grain pipeline; random crops, `augment.crop_padding`, are off in every preset: with dropout 0.3 they lost
+to flips alone on validation, see experiments/cnn_fashion.py), the cross-entropy loss, train/eval steps with
+BatchNorm statistics threaded through the state, and a "sample" that is a confusion matrix with per-class
+accuracy. The trained classifier's penultimate layer is also the feature space of the GANs' `fd_fashion` (see
+`load_feature_extractor`).
 
 Presets:
 - `smoke`: seconds on the 8×8 `digits`, for tests.
@@ -28,6 +29,7 @@ import numpy as np
 
 from aigc_jax import metrics, visualize
 from aigc_jax.data import images, in_memory
+from aigc_jax.errors import UserError
 from aigc_jax.models.convnets import SeedCNN, VggBnCNN
 from aigc_jax.systems.base import sample_options
 from aigc_jax.train import config as config_lib
@@ -107,7 +109,7 @@ def make_model(model_config: ml_collections.ConfigDict, num_classes: int) -> Any
     if model_config.arch == "vgg_bn":
         m = model_config
         return VggBnCNN(num_classes, tuple(m.stage_features), tuple(m.stage_convs), m.hidden, m.dropout)
-    raise ValueError(f"unknown config.model.arch {model_config.arch!r}; use vgg_bn or seed")
+    raise UserError(f"unknown config.model.arch {model_config.arch!r}; use vgg_bn or seed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,6 +222,11 @@ def load_feature_extractor(workdir: str | pathlib.Path) -> Callable[[jax.Array],
     step on any mesh.
     """
     config = config_lib.load_workdir_config(workdir)
+    if config.name != NAME:
+        raise UserError(
+            f"the classifier workdir {workdir} holds a {config.name} run; fd_fashion and class_entropy "
+            f"need a {NAME} one (python experiments/cnn_fashion.py --preset cpu trains it)"
+        )
     system = build(config, workdir)
     mesh = mesh_lib.make_mesh((1, 1, 1), jax.devices()[:1])
     with loop.activate(mesh):

@@ -3,8 +3,10 @@ source's MLPs (question 3).
 
 Generator: noise 100 → dense 7×7×2w → BN → ReLU → transposed conv 4×4/2 → 14×14×w → BN → ReLU →
 transposed conv 4×4/2 → 28×28×1 → tanh. Discriminator: conv 4×4/2 (w) → LeakyReLU 0.2 → conv 4×4/2 (2w)
-→ BN → LeakyReLU → dense 1. Adam 2e-4, β1 0.5 (Radford et al., 2016). Training and evaluation
-mechanics are shared with `gan_mlp_fashion` in `aigc_jax/systems/gan.py`.
+→ BN → LeakyReLU → dense 1. Adam 2e-4, β1 0.5 (Radford et al., 2016). The generator's first transposed
+conv is computed as four phase 2×2 convolutions (`convnets.ConvTranspose4x4Stride2`: the same function and
+kernel, faster on XLA's CPU backend). Training and evaluation mechanics are shared with
+`gan_mlp_fashion` in `aigc_jax/systems/gan.py`.
 
 Presets: `smoke` (seconds on the 8×8 `digits`), `cpu` (~10 min on 2 cores; experiments/gans_fashion.py),
 `full` (w = 128, longer, for an accelerator). The `cpu` preset uses w = 32.
@@ -32,7 +34,10 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         )
         config.sample.num_samples = 16
     elif preset == "cpu":
-        # w = 32: 0.10 s per step of 64 on 2 cores (w = 64: 0.43 s), so ~6,000 steps fit in the 10 minutes
+        # w = 32: ~0.05 s per step of 64 on 2 cores (benchmarks/results/dcgan_fashion_step__cpu.json), so the
+        # 10 minutes hold ~13,000 steps (13,044 in experiments/results/dcgan_fashion__cpu.json); num_steps
+        # is never reached. (w = 64 took 0.43 s a step before the generator's first transposed conv became
+        # four phase convolutions; not re-timed since.)
         config.model.width = 32
         config.train.update(
             num_steps=100_000, max_train_seconds=600, log_every=100, eval_every=1000, checkpoint_every=1000

@@ -33,6 +33,8 @@ class Checkpointer:
     """Async Orbax checkpoints of `state` (+ data iterator) under `workdir/checkpoints`."""
 
     def __init__(self, workdir: str | pathlib.Path, keep: int = 3, read_only: bool = False):
+        if keep < 1:  # Orbax's LatestN(0) would delete every checkpoint, the one just saved included
+            raise UserError(f"config.train.keep_checkpoints must be at least 1, not {keep}")
         self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
         if read_only and not self.directory.is_dir():
             raise UserError(
@@ -74,7 +76,8 @@ class Checkpointer:
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as error:  # Orbax raises many types for a damaged or mismatched checkpoint.
-            reason = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+            first_line = (str(error).splitlines() or [""])[0][:300]
+            reason = f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
             raise UserError(
                 f"cannot restore the checkpoint {self.directory / str(step)} ({reason}). If it is damaged, "
                 "move that step folder away to resume from the previous one; if the config changed shape, "

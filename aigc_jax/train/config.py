@@ -46,14 +46,15 @@ def _all_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
     return keys
 
 
-def _convert(key: str, text: str, current: Any) -> Any:
-    """Parses `text` into the type of the value it replaces."""
+def convert(flag: str, text: str, current: Any) -> Any:
+    """Parses the command-line value `text` of `flag` (e.g. `--config.train.steps`) into the type of the
+    value it replaces."""
     if isinstance(current, bool):
         if text.lower() in ("true", "1", "yes"):
             return True
         if text.lower() in ("false", "0", "no"):
             return False
-        raise UserError(f"--config.{key} takes true or false, not {text!r}")
+        raise UserError(f"{flag} takes true or false, not {text!r}")
     if isinstance(current, str):
         return text
     try:
@@ -62,7 +63,7 @@ def _convert(key: str, text: str, current: Any) -> Any:
         if current is None:
             return text
         raise UserError(
-            f"--config.{key}={text!r} is not a valid {type(current).__name__} (current value {current!r})"
+            f"{flag}={text!r} is not a valid {type(current).__name__} (current value {current!r})"
         ) from None
     if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -70,7 +71,7 @@ def _convert(key: str, text: str, current: Any) -> Any:
         return tuple(value)
     if current is not None and not isinstance(value, type(current)):
         raise UserError(
-            f"--config.{key}={text!r} is a {type(value).__name__}, "
+            f"{flag}={text!r} is a {type(value).__name__}, "
             f"but this key holds a {type(current).__name__} (current value {current!r})"
         )
     return value
@@ -91,7 +92,7 @@ def apply_overrides(
         node = config
         for parent in parents:
             node = node[parent]
-        node[leaf] = _convert(key, text, node[leaf])
+        node[leaf] = convert(f"--config.{key}", text, node[leaf])
     return config
 
 
@@ -119,8 +120,8 @@ def load_workdir_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDic
     return from_json(path.read_text())
 
 
-def prepare_workdir(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> None:
-    """Refuses a workdir that belongs to another system, then records the config beside the checkpoints."""
+def check_workdir(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> None:
+    """Refuses a workdir that holds another system's run, before anything is written into it."""
     path = pathlib.Path(workdir) / CONFIG_FILE
     if path.exists():
         previous = from_json(path.read_text())
@@ -128,5 +129,12 @@ def prepare_workdir(workdir: str | pathlib.Path, config: ml_collections.ConfigDi
             raise UserError(
                 f"{workdir} holds a {previous.name} run, not {config.name}; choose another --workdir"
             )
+
+
+def record_config(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> None:
+    """Writes the config beside the checkpoints. `loop.fit` calls it only once the workdir's checkpoint
+    (if any) has restored under this config, so a failed or mismatched run never replaces the record of
+    the config that the existing checkpoints were trained with."""
+    path = pathlib.Path(workdir) / CONFIG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(to_json(config))

@@ -19,6 +19,7 @@ import tqdm
 
 from aigc_jax.errors import Interrupted, UserError
 from aigc_jax.systems.base import System
+from aigc_jax.train import config as config_lib
 from aigc_jax.train import mesh as mesh_lib
 from aigc_jax.train import optim
 from aigc_jax.train.checkpoint import Checkpointer
@@ -35,7 +36,7 @@ def default_config() -> ml_collections.ConfigDict:
             "batch_size": 32,  # global, over all devices and processes
             "log_every": 50,
             "eval_every": 500,  # 0: only at the end
-            "eval_batches": 20,  # periodic eval reads this many batches
+            "eval_batches": 20,  # periodic eval reads this many batches; 0 reads the whole split
             "final_eval_batches": 0,  # the final eval; 0 reads the whole evaluation split
             "checkpoint_every": 500,
             "keep_checkpoints": 3,
@@ -160,10 +161,26 @@ class FitResult:
     train_seconds: float  # time in train steps of this invocation, without eval, sampling or saving
 
 
+def _check_loop_config(config: ml_collections.ConfigDict) -> None:
+    """Settings that would otherwise fail mid-run (a division by zero) or, for `keep_checkpoints` < 1,
+    make Orbax delete every checkpoint in the workdir."""
+    for key in ("num_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
+        if config[key] < 1:
+            raise UserError(f"config.train.{key} must be at least 1, not {config[key]}")
+    for key in ("eval_every", "eval_batches", "final_eval_batches", "max_train_seconds"):
+        if config[key] < 0:
+            raise UserError(f"config.train.{key} must be 0 (no limit / off) or more, not {config[key]}")
+
+
 def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) -> FitResult:
-    """Trains `system` to `config.train.num_steps`, resuming from `workdir` if it holds a checkpoint."""
+    """Trains `system` to `config.train.num_steps`, resuming from `workdir` if it holds a checkpoint.
+
+    The workdir's config.json is (re)written only once its checkpoint, if any, has restored under this
+    config."""
     config = system.config.train
+    _check_loop_config(config)
     workdir = pathlib.Path(workdir)
+    config_lib.check_workdir(workdir, system.config)
     checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)
     writer = MetricWriter(workdir)
     samples_dir = workdir / "samples"
@@ -179,6 +196,7 @@ def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) ->
                     abstract_train_state(system.init_variables, system.tx, mesh), train_iterator
                 )
                 print(f"resuming from step {last_saved} in {checkpointer.directory}")
+            config_lib.record_config(workdir, system.config)
             train_step, eval_step = jit_steps(system, shardings, mesh)
             start = int(state.step)
             history: list[dict[str, jax.Array]] = []
@@ -212,7 +230,7 @@ def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) ->
                     history, items, paused, tick = [], 0, 0.0, time.perf_counter()
                 pause_start = time.perf_counter()
                 if (config.eval_every and step % config.eval_every == 0) and not is_last:
-                    metrics = evaluate(system, state, eval_step, mesh, config.eval_batches)
+                    metrics = evaluate(system, state, eval_step, mesh, config.eval_batches or None)
                     writer.write(step, "eval", metrics)
                     bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
                     # one key for every periodic sample, so the pictures show progress on the same noise

@@ -25,7 +25,9 @@ def default_config() -> ml_collections.ConfigDict:
             "momentum": 0.9,  # sgd only
             "weight_decay": 0.1,
             "grad_clip_norm": 1.0,  # 0 disables clipping
-            "accumulation_steps": 1,  # > 1 wraps the optimizer in optax.MultiSteps
+            # > 1 wraps the optimizer in optax.MultiSteps: one update per k train steps, so the schedule
+            # (warmup_steps included) counts updates, num_steps // k of them
+            "accumulation_steps": 1,
         }
     )
 
@@ -64,8 +66,13 @@ def decay_mask(params: optax.Params) -> optax.Params:
 def make_optimizer(
     config: ml_collections.ConfigDict, total_steps: int
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """Returns the optimizer and its learning-rate schedule (the loop logs the latter)."""
-    schedule = learning_rate_schedule(config, total_steps)
+    """Returns the optimizer and its learning-rate schedule as a function of the train step (the loop
+    logs it). With gradient accumulation over k steps the optimizer's own schedule advances once per
+    update, over the run's `total_steps // k` updates."""
+    k = config.accumulation_steps
+    if k < 1:
+        raise UserError(f"config.optim.accumulation_steps must be at least 1, not {k}")
+    schedule = learning_rate_schedule(config, max(total_steps // k, 1))
     if config.name == "adamw":
         core = optax.adamw(
             schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay, mask=decay_mask
@@ -79,9 +86,9 @@ def make_optimizer(
     tx = (
         optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), core) if config.grad_clip_norm else core
     )
-    if config.accumulation_steps > 1:
-        tx = optax.MultiSteps(tx, every_k_schedule=config.accumulation_steps)
-    return tx, schedule
+    if k == 1:
+        return tx, schedule
+    return optax.MultiSteps(tx, every_k_schedule=k), lambda step: schedule(step // k)
 
 
 @dataclasses.dataclass(frozen=True)
