@@ -223,6 +223,20 @@ def test_tokenizer_errors(tmp_path):
         text.load_tokenizer(tmp_path / "missing.json")
 
 
+def test_a_workdir_keeps_its_tokenizer_and_refuses_another_kind(tmp_path):
+    fits = []
+
+    def fit():
+        fits.append(1)
+        return text.CharTokenizer.fit(SAMPLE)
+
+    first = text.workdir_tokenizer(tmp_path, "char", fit)
+    again = text.workdir_tokenizer(tmp_path, "char", fit)
+    assert len(fits) == 1 and again.encode(SAMPLE) == first.encode(SAMPLE)
+    with pytest.raises(UserError, match=r"holds the char tokenizer .* asks for a bpe one"):
+        text.workdir_tokenizer(tmp_path, "bpe", fit)
+
+
 # --- pipelines -----------------------------------------------------------------------------------
 
 TOKENS = (np.arange(1000) * 7 % 101).astype(np.int32)  # windows are recognisable by their content

@@ -11,7 +11,7 @@ import json
 import os
 import pathlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -186,6 +186,8 @@ def word_tokens(text: str) -> list[str]:
     return _WORD_TOKEN.findall(text.lower())
 
 
+TOKENIZER_FILE = "tokenizer.json"  # a run's tokenizer, kept in its workdir beside the checkpoints
+
 _KINDS: dict[str, type[CharTokenizer] | type[WordTokenizer] | type[BpeTokenizer]] = {
     "char": CharTokenizer,
     "word": WordTokenizer,
@@ -203,6 +205,24 @@ def build_tokenizer(kind: str, text: str, vocab_size: int | None = None) -> Toke
     if kind == "bpe":
         return BpeTokenizer.fit(text, vocab_size or DEFAULT_BPE_VOCAB_SIZE)
     raise UserError(f"Unknown tokenizer kind {kind!r}; use one of: {', '.join(_KINDS)}.")
+
+
+def workdir_tokenizer(workdir: str | os.PathLike, kind: str, fit: Callable[[], Tokenizer]) -> Tokenizer:
+    """The run's tokenizer: read from `workdir/tokenizer.json`, or fitted once by `fit()` and kept there,
+    so evaluation and sampling encode exactly as training did. A kept tokenizer of another `kind` than the
+    config asks for (the config changed after the first run) is a `UserError`, not a silent reuse."""
+    path = pathlib.Path(workdir) / TOKENIZER_FILE
+    if not path.exists():
+        tokenizer = fit()
+        save_tokenizer(tokenizer, path)
+        return tokenizer
+    tokenizer = load_tokenizer(path)
+    if tokenizer.kind != kind:
+        raise UserError(
+            f"{path} holds the {tokenizer.kind} tokenizer this workdir was trained with, but the config asks "
+            f"for a {kind} one; train in a new --workdir"
+        )
+    return tokenizer
 
 
 def save_tokenizer(tok: Tokenizer, path: str | os.PathLike) -> None:

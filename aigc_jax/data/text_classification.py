@@ -33,7 +33,6 @@ from aigc_jax.data import catalog, in_memory, text
 from aigc_jax.data.pipeline import per_process_batch_size
 from aigc_jax.errors import UserError
 
-TOKENIZER_FILE = "tokenizer.json"  # kept in the workdir, beside the checkpoints
 LENGTH_MULTIPLE = 16  # few shapes: each compiles once per run (seconds for the CNN)
 # A few batches ahead on a couple of threads, as for images: a batch is one gather from memory.
 _READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=8)
@@ -89,15 +88,12 @@ def load_or_fit_tokenizer(
     config: ml_collections.ConfigDict, workdir: str | pathlib.Path
 ) -> text.WordTokenizer:
     """The run's word tokenizer: read from `workdir`, or fitted on the training sentences and kept there."""
-    path = pathlib.Path(workdir) / TOKENIZER_FILE
-    if path.exists():
-        tokenizer = text.load_tokenizer(path)
-        assert isinstance(tokenizer, text.WordTokenizer), f"{path} holds a {tokenizer.kind} tokenizer"
-        return tokenizer
-    sentences = [r["text"] for r in partition(config)["train"]]
-    tokenizer = text.WordTokenizer.fit("\n".join(sentences), min_count=config.min_count)
-    text.save_tokenizer(tokenizer, path)
-    return tokenizer
+
+    def fit() -> text.WordTokenizer:
+        sentences = [r["text"] for r in partition(config)["train"]]
+        return text.WordTokenizer.fit("\n".join(sentences), min_count=config.min_count)
+
+    return text.workdir_tokenizer(workdir, "word", fit)
 
 
 def length_batches(lengths: np.ndarray, global_batch_size: int, seed: int) -> list[tuple[np.ndarray, int]]:

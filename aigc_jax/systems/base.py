@@ -52,6 +52,16 @@ class System(Protocol):
     def write_samples(self, outputs: Any, directory: pathlib.Path, name: str) -> list[pathlib.Path]: ...
 
 
+def write_texts(
+    texts: list[str], directory: pathlib.Path, name: str, separator: str = "\n\n=====\n\n"
+) -> list[pathlib.Path]:
+    """The `write_samples` of systems that generate text: `directory/name.txt`, `separator` between texts."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.txt"
+    path.write_text(separator.join(texts) + "\n")
+    return [path]
+
+
 def sample_options(defaults: ml_collections.ConfigDict, options: dict[str, Any]) -> dict[str, Any]:
     """`config.sample` overridden by the caller's options; unknown names are a `UserError`. Text values
     (from the command line) are parsed into the type of the default they replace, so `--prompt 42` stays

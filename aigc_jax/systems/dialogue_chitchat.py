@@ -48,7 +48,7 @@ from aigc_jax import decoding
 from aigc_jax.data import catalog, in_memory, text
 from aigc_jax.errors import UserError
 from aigc_jax.models.gpt import GPT, size_fields
-from aigc_jax.systems.base import sample_options
+from aigc_jax.systems.base import sample_options, write_texts
 from aigc_jax.train import loop, optim
 from aigc_jax.train.state import TrainState, gradient_step
 
@@ -389,21 +389,17 @@ class DialogueChitchat:
         return ["\n".join([*turns, f">>> {reply}"]) for reply in replies]
 
     def write_samples(self, outputs: list[str], directory: pathlib.Path, name: str) -> list[pathlib.Path]:
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{name}.txt"
-        path.write_text("\n\n=====\n\n".join(outputs) + "\n")
-        return [path]
+        return write_texts(outputs, directory, name)
 
 
 def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> DialogueChitchat:
     """The system for `config`; its tokenizer is fitted on the training turns once and kept in `workdir`."""
-    path = pathlib.Path(workdir) / "tokenizer.json"
-    if path.exists():
-        tokenizer = text.load_tokenizer(path)
-    else:
-        records = catalog.records(config.data.name, config.data.train_split, config.data.dir or None)
+    d = config.data
+
+    def fit() -> text.Tokenizer:
+        records = catalog.records(d.name, d.train_split, d.dir or None)
         # every turn of a conversation but its first is some example's response
         train_text = END_OF_TURN.join(record["response"] for record in records)
-        tokenizer = text.build_tokenizer(config.data.tokenizer, train_text, config.data.bpe_vocab_size)
-        text.save_tokenizer(tokenizer, path)
-    return DialogueChitchat(config, tokenizer)
+        return text.build_tokenizer(d.tokenizer, train_text, d.bpe_vocab_size)
+
+    return DialogueChitchat(config, text.workdir_tokenizer(workdir, d.tokenizer, fit))

@@ -27,7 +27,7 @@ from aigc_jax import decoding
 from aigc_jax.data import catalog, pipeline, text
 from aigc_jax.errors import UserError
 from aigc_jax.models.gpt import GPT, size_fields
-from aigc_jax.systems.base import sample_options
+from aigc_jax.systems.base import sample_options, write_texts
 from aigc_jax.train import loop, optim
 from aigc_jax.train.state import TrainState, gradient_step
 
@@ -198,10 +198,7 @@ class GptShakespeare:
         return [self.tokenizer.decode(row) for row in np.asarray(tokens_BS)]
 
     def write_samples(self, outputs: list[str], directory: pathlib.Path, name: str) -> list[pathlib.Path]:
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{name}.txt"
-        path.write_text("\n\n=====\n\n".join(outputs))
-        return [path]
+        return write_texts(outputs, directory, name)
 
 
 def corpus(data_config: ml_collections.ConfigDict, split: str) -> str:
@@ -212,12 +209,8 @@ def corpus(data_config: ml_collections.ConfigDict, split: str) -> str:
 
 def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> GptShakespeare:
     """The system for `config`; its tokenizer is fitted on the training split once and kept in `workdir`."""
-    path = pathlib.Path(workdir) / "tokenizer.json"
-    if path.exists():
-        tokenizer = text.load_tokenizer(path)
-    else:
-        train_text = corpus(config.data, "train")
-        tokenizer = text.build_tokenizer(config.data.tokenizer, train_text, config.data.bpe_vocab_size)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text.save_tokenizer(tokenizer, path)
+    d = config.data
+    tokenizer = text.workdir_tokenizer(
+        workdir, d.tokenizer, lambda: text.build_tokenizer(d.tokenizer, corpus(d, "train"), d.bpe_vocab_size)
+    )
     return GptShakespeare(config, tokenizer)

@@ -58,7 +58,7 @@ from aigc_jax import metrics
 from aigc_jax.data import in_memory, sequences, text
 from aigc_jax.errors import UserError
 from aigc_jax.models import seqgan as nets
-from aigc_jax.systems.base import sample_options
+from aigc_jax.systems.base import sample_options, write_texts
 from aigc_jax.train import loop, optim
 from aigc_jax.train.state import TrainState
 
@@ -344,10 +344,7 @@ class SeqGan:
         return [self.decode(row) for row in tokens_BT]
 
     def write_samples(self, outputs: list[str], directory: pathlib.Path, name: str) -> list[pathlib.Path]:
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{name}.txt"
-        path.write_text("\n".join(outputs) + "\n")
-        return [path]
+        return write_texts(outputs, directory, name, separator="\n")
 
     def text_metrics(self, state: TrainState, rng: jax.Array, num_samples: int) -> dict[str, float]:
         """BLEU-4 of `num_samples` generated sequences against every evaluation sequence, their
@@ -412,12 +409,9 @@ def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Seq
         split: sequences.shakespeare_lines(split, d.min_tokens, d.seq_len, d.dir or None)
         for split in ("train", "validation")
     }
-    path = pathlib.Path(workdir) / "tokenizer.json"
-    if path.exists():
-        tokenizer = text.load_tokenizer(path)
-    else:
-        tokenizer = text.WordTokenizer.fit("\n".join(lines["train"]), d.vocab_size)
-        text.save_tokenizer(tokenizer, path)
+    tokenizer = text.workdir_tokenizer(
+        workdir, "word", lambda: text.WordTokenizer.fit("\n".join(lines["train"]), d.vocab_size)
+    )
     splits = {
         "train": sequences.encode_padded(tokenizer, lines["train"], d.seq_len),
         "eval": sequences.encode_padded(tokenizer, lines["validation"], d.seq_len),
