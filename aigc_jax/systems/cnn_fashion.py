@@ -27,11 +27,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aigc_jax import metrics, visualize
+from aigc_jax import metrics
 from aigc_jax.data import images, in_memory
 from aigc_jax.errors import UserError
 from aigc_jax.models.convnets import SeedCNN, VggBnCNN
 from aigc_jax.systems.base import sample_options
+from aigc_jax.systems.classifier_report import ClassifierReport
 from aigc_jax.train import config as config_lib
 from aigc_jax.train import loop, losses, optim
 from aigc_jax.train import mesh as mesh_lib
@@ -112,20 +113,6 @@ def make_model(model_config: ml_collections.ConfigDict, num_classes: int) -> Any
     raise UserError(f"unknown config.model.arch {model_config.arch!r}; use vgg_bn or seed")
 
 
-@dataclasses.dataclass(frozen=True)
-class ClassifierReport:
-    """What `sample` returns: the confusion matrix over the evaluation split, rows = true classes."""
-
-    confusion: np.ndarray
-    class_names: tuple[str, ...]
-
-    def __str__(self) -> str:
-        per_class = metrics.per_class_accuracy(self.confusion)
-        lines = [f"accuracy {metrics.accuracy(self.confusion):.4f} over {int(self.confusion.sum())} examples"]
-        lines += [f"  {name:<14} {acc:.4f}" for name, acc in zip(self.class_names, per_class, strict=True)]
-        return "\n".join(lines)
-
-
 @dataclasses.dataclass
 class CnnFashion(images.ImageDataMethods):
     """The `System` for image classification on an image data set."""
@@ -189,24 +176,16 @@ class CnnFashion(images.ImageDataMethods):
         return metrics.classification_summary(totals, self.data.class_names)
 
     def sample(self, state: TrainState, rng: jax.Array, **options: Any) -> ClassifierReport:
-        """The confusion matrix over the evaluation split (`num_samples` > 0 reads that many batches)."""
-        o = sample_options(self.config.sample, options)
-        mesh = mesh_lib.mesh_of(state)
-        eval_step = jax.jit(self.eval_step)
-        batches = -(-o["num_samples"] // self.config.train.batch_size) if o["num_samples"] else None
-        totals = loop.evaluate_totals(self, state, eval_step, mesh, batches)
-        return ClassifierReport(totals["confusion"], self.data.class_names)
+        """The confusion matrix over the evaluation split (`num_samples` > 0: over the batches holding that
+        many examples)."""
+        return ClassifierReport.evaluate(
+            self, state, sample_options(self.config.sample, options)["num_samples"]
+        )
 
     def write_samples(
         self, outputs: ClassifierReport, directory: pathlib.Path, name: str
     ) -> list[pathlib.Path]:
-        text = directory / f"{name}_per_class.txt"
-        directory.mkdir(parents=True, exist_ok=True)
-        text.write_text(str(outputs) + "\n")
-        return [
-            visualize.save_png(visualize.heatmap(outputs.confusion), directory / f"{name}_confusion.png"),
-            text,
-        ]
+        return outputs.write(directory, name)
 
 
 def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> CnnFashion:

@@ -23,10 +23,9 @@ import optax
 
 from aigc_jax import metrics
 from aigc_jax.data import text, text_classification
-from aigc_jax.systems.base import sample_options
-from aigc_jax.systems.cnn_fashion import ClassifierReport
-from aigc_jax.train import loop, optim
-from aigc_jax.train import mesh as mesh_lib
+from aigc_jax.systems.base import sample_options, write_texts
+from aigc_jax.systems.classifier_report import ClassifierReport
+from aigc_jax.train import optim
 from aigc_jax.train.state import TrainState, gradient_step
 
 
@@ -112,9 +111,7 @@ class SentenceClassifier:
         o = sample_options(self.config.sample, options)
         if o["text"]:
             return self.classify(state, [s.strip() for s in str(o["text"]).split(" | ")])
-        batches = -(-o["num_samples"] // self.config.train.batch_size) if o["num_samples"] else None
-        totals = loop.evaluate_totals(self, state, jax.jit(self.eval_step), mesh_lib.mesh_of(state), batches)
-        return ClassifierReport(totals["confusion"], self.data.class_names)
+        return ClassifierReport.evaluate(self, state, o["num_samples"])
 
     def classify(self, state: TrainState, sentences: list[str]) -> list[str]:
         """One line per sentence: the predicted class, its probability, the sentence."""
@@ -130,14 +127,9 @@ class SentenceClassifier:
     def write_samples(
         self, outputs: ClassifierReport | list[str], directory: pathlib.Path, name: str
     ) -> list[pathlib.Path]:
-        directory.mkdir(parents=True, exist_ok=True)
         if isinstance(outputs, list):
-            path = directory / f"{name}_classes.txt"
-            path.write_text("\n".join(outputs) + "\n")
-        else:
-            path = directory / f"{name}_per_class.txt"
-            path.write_text(str(outputs) + "\n")
-        return [path]
+            return write_texts(outputs, directory, f"{name}_classes", separator="\n")
+        return outputs.write(directory, name)
 
 
 def sample_config() -> ml_collections.ConfigDict:
