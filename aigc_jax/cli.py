@@ -40,12 +40,7 @@ def _mesh_for(config: Any) -> Any:
     from aigc_jax.train import mesh as mesh_lib
 
     mesh = mesh_lib.make_mesh(config.mesh.shape)
-    divisor = mesh_lib.batch_divisor(mesh)
-    if config.train.batch_size % divisor:
-        raise UserError(
-            f"config.train.batch_size {config.train.batch_size} does not divide over the {divisor} "
-            f"data-parallel shards of mesh {dict(mesh.shape)}"
-        )
+    mesh_lib.check_batch_size(config.train.batch_size, mesh)
     return mesh
 
 

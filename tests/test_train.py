@@ -143,6 +143,13 @@ def test_divergence_stops_with_a_message_and_keeps_the_checkpoint(tmp_path):
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
 
 
+def test_fit_refuses_a_batch_that_does_not_split_over_the_data_shards(tmp_path):
+    mesh = mesh_lib.make_mesh((-1, 1, 1))  # 8 simulated devices
+    with pytest.raises(UserError, match="batch_size 12 does not divide over the 8"):
+        loop.fit(smoke_system(tmp_path, **{"train.batch_size": "12"}), tmp_path, mesh)
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def test_cross_entropy_label_smoothing_mixes_in_the_uniform_target():
     logits = jax.random.normal(jax.random.PRNGKey(0), (4, 3, 5))
     labels = jax.random.randint(jax.random.PRNGKey(1), (4, 3), 0, 5)

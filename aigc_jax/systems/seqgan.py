@@ -216,7 +216,8 @@ class SeqGan:
     @staticmethod
     def _metrics(phase: int, **values: jax.Array) -> dict[str, jax.Array]:
         zero = jnp.zeros((), jnp.float32)
-        named = {name: values.get(name, zero) for name in ("mle_loss", "d_loss", "pg_loss", "reward")}
+        names = ("mle_loss", "d_loss", "pg_loss", "reward", "grad_norm")  # grad_norm: for the NaN guard
+        named = {name: values.get(name, zero) for name in names}
         return {"phase": jnp.float32(phase), **named}
 
     def _mle_step(self, state: TrainState, real_BT: jax.Array, rng: jax.Array) -> tuple[TrainState, Any]:
@@ -226,7 +227,8 @@ class SeqGan:
             return nets.token_nll(self.generator, g_params, real_BT).mean()
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params["generator"])
-        return state.apply_gradients({"generator": grads}), self._metrics(0, mle_loss=loss)
+        metrics = self._metrics(0, mle_loss=loss, grad_norm=optax.global_norm(grads))
+        return state.apply_gradients({"generator": grads}), metrics
 
     def _discriminator_step(
         self, state: TrainState, real_BT: jax.Array, rng: jax.Array
@@ -242,7 +244,8 @@ class SeqGan:
             return optax.sigmoid_binary_cross_entropy(logits_N, labels_N).mean()
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params["discriminator"])
-        return state.apply_gradients({"discriminator": grads}), self._metrics(1, d_loss=loss)
+        metrics = self._metrics(1, d_loss=loss, grad_norm=optax.global_norm(grads))
+        return state.apply_gradients({"discriminator": grads}), metrics
 
     def _policy_gradient_step(
         self, state: TrainState, real_BT: jax.Array, rng: jax.Array
@@ -264,7 +267,9 @@ class SeqGan:
         state = state.apply_gradients(
             {"policy_gradient" if self.separate_pg_optimizer else "generator": grads}
         )
-        return state, self._metrics(2, pg_loss=loss, reward=rewards_BT.mean())
+        return state, self._metrics(
+            2, pg_loss=loss, reward=rewards_BT.mean(), grad_norm=optax.global_norm(grads)
+        )
 
     def phase(self, step: jax.Array) -> jax.Array:
         """Which of `PHASES` the step at `step` (0-based) runs."""

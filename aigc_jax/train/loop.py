@@ -179,6 +179,7 @@ def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) ->
     config."""
     config = system.config.train
     _check_loop_config(config)
+    mesh_lib.check_batch_size(config.batch_size, mesh)
     workdir = pathlib.Path(workdir)
     config_lib.check_workdir(workdir, system.config)
     checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)

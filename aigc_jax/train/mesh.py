@@ -90,6 +90,16 @@ def batch_divisor(mesh: Mesh) -> int:
     return math.prod(mesh.shape[a] for a in BATCH_AXES)
 
 
+def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+    """A global batch must split evenly over the data-parallel shards of `mesh`."""
+    divisor = batch_divisor(mesh)
+    if batch_size % divisor:
+        raise UserError(
+            f"config.train.batch_size {batch_size} does not divide over the {divisor} "
+            f"data-parallel shards of mesh {dict(mesh.shape)}"
+        )
+
+
 def shard_batch(batch: Any, mesh: Mesh) -> Any:
     """Host-local numpy batch → global jax arrays sharded over the batch axes.
 
