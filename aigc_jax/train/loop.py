@@ -186,73 +186,84 @@ def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) ->
     writer = MetricWriter(workdir)
     samples_dir = workdir / "samples"
     try:
-        with activate(mesh), _sigterm_flag() as sigterm:
-            state, shardings = create_train_state(
-                system.init_variables, system.tx, mesh, jax.random.PRNGKey(config.seed)
-            )
-            train_iterator = iter(system.train_dataset())
-            last_saved = checkpointer.latest_step()
-            if last_saved is not None:
-                state = checkpointer.restore(
-                    abstract_train_state(system.init_variables, system.tx, mesh), train_iterator
+        with activate(mesh):
+            with _sigterm_flag() as sigterm:
+                state, shardings = create_train_state(
+                    system.init_variables, system.tx, mesh, jax.random.PRNGKey(config.seed)
                 )
-                print(f"resuming from step {last_saved} in {checkpointer.directory}")
-            config_lib.record_config(workdir, system.config)
-            train_step, eval_step = jit_steps(system, shardings, mesh)
-            start = int(state.step)
-            history: list[dict[str, jax.Array]] = []
-            items, paused, train_seconds = 0, 0.0, 0.0
-            tick = time.perf_counter()
-            bar = tqdm.tqdm(
-                total=config.num_steps, initial=start, desc=system.config.name, mininterval=2.0, miniters=1
-            )
-            for step in range(start + 1, config.num_steps + 1):
-                batch = next(train_iterator)
-                items += system.count_items(batch)
-                state, metrics = train_step(state, mesh_lib.shard_batch(batch, mesh))
-                history.append(metrics)
-                bar.update(1)
-                out_of_time = bool(config.max_train_seconds) and (
-                    train_seconds + time.perf_counter() - tick - paused >= config.max_train_seconds
-                )
-                is_last = step == config.num_steps or out_of_time
-                if step % config.log_every == 0 or is_last or sigterm["set"]:
-                    means = _mean_metrics(history)
-                    _check_finite(means, step, last_saved, workdir)
-                    elapsed = time.perf_counter() - tick - paused
-                    train_seconds += elapsed
-                    means |= {
-                        "learning_rate": float(system.schedule(step - 1)),
-                        "step_time": elapsed / len(history),
-                        "items_per_second": items / elapsed,
-                    }
-                    writer.write(step, "train", means)
-                    bar.set_postfix({k: f"{v:.4f}" for k, v in means.items() if k.endswith("loss")})
-                    history, items, paused, tick = [], 0, 0.0, time.perf_counter()
-                pause_start = time.perf_counter()
-                if (config.eval_every and step % config.eval_every == 0) and not is_last:
-                    metrics = evaluate(system, state, eval_step, mesh, config.eval_batches or None)
-                    writer.write(step, "eval", metrics)
-                    bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-                    # one key for every periodic sample, so the pictures show progress on the same noise
-                    outputs = system.sample(state, jax.random.PRNGKey(config.seed))
-                    system.write_samples(outputs, samples_dir, f"step_{step:07d}")
-                if step % config.checkpoint_every == 0 or is_last or sigterm["set"]:
-                    if history:  # never save a state whose loss has not been checked
-                        _check_finite(_mean_metrics(history), step, last_saved, workdir)
-                    checkpointer.save(step, state, train_iterator)
-                    last_saved = step
-                paused += time.perf_counter() - pause_start
-                if out_of_time:
-                    bar.write(f"stopping at step {step}: config.train.max_train_seconds reached")
-                    break
-                if sigterm["set"]:
-                    checkpointer.wait()
-                    raise Interrupted(
-                        f"stopped by SIGTERM at step {step}; checkpoint saved, run again to resume"
+                train_iterator = iter(system.train_dataset())
+                last_saved = checkpointer.latest_step()
+                if last_saved is not None:
+                    state = checkpointer.restore(
+                        abstract_train_state(system.init_variables, system.tx, mesh), train_iterator
                     )
-            bar.close()
-            checkpointer.wait()
+                    print(f"resuming from step {last_saved} in {checkpointer.directory}")
+                config_lib.record_config(workdir, system.config)
+                train_step, eval_step = jit_steps(system, shardings, mesh)
+                start = int(state.step)
+                history: list[dict[str, jax.Array]] = []
+                items, paused, train_seconds = 0, 0.0, 0.0
+                tick = time.perf_counter()
+                bar = tqdm.tqdm(
+                    total=config.num_steps,
+                    initial=start,
+                    desc=system.config.name,
+                    mininterval=2.0,
+                    miniters=1,
+                )
+                for step in range(start + 1, config.num_steps + 1):
+                    batch = next(train_iterator)
+                    items += system.count_items(batch)
+                    state, metrics = train_step(state, mesh_lib.shard_batch(batch, mesh))
+                    history.append(metrics)
+                    bar.update(1)
+                    out_of_time = bool(config.max_train_seconds) and (
+                        train_seconds + time.perf_counter() - tick - paused >= config.max_train_seconds
+                    )
+                    is_last = step == config.num_steps or out_of_time
+                    if step % config.log_every == 0 or is_last or sigterm["set"]:
+                        means = _mean_metrics(history)
+                        _check_finite(means, step, last_saved, workdir)
+                        elapsed = time.perf_counter() - tick - paused
+                        train_seconds += elapsed
+                        means |= {
+                            "learning_rate": float(system.schedule(step - 1)),
+                            "step_time": elapsed / len(history),
+                            "items_per_second": items / elapsed,
+                        }
+                        writer.write(step, "train", means)
+                        bar.set_postfix({k: f"{v:.4f}" for k, v in means.items() if k.endswith("loss")})
+                        history, items, paused, tick = [], 0, 0.0, time.perf_counter()
+                    pause_start = time.perf_counter()
+                    if (config.eval_every and step % config.eval_every == 0) and not is_last:
+                        metrics = evaluate(system, state, eval_step, mesh, config.eval_batches or None)
+                        writer.write(step, "eval", metrics)
+                        bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                        # one key for every periodic sample, so the pictures show progress on the same noise
+                        outputs = system.sample(state, jax.random.PRNGKey(config.seed))
+                        system.write_samples(outputs, samples_dir, f"step_{step:07d}")
+                    if step % config.checkpoint_every == 0 or is_last or sigterm["set"]:
+                        if history:  # never save a state whose loss has not been checked
+                            _check_finite(_mean_metrics(history), step, last_saved, workdir)
+                        checkpointer.save(step, state, train_iterator)
+                        last_saved = step
+                    paused += time.perf_counter() - pause_start
+                    if out_of_time:
+                        bar.write(f"stopping at step {step}: config.train.max_train_seconds reached")
+                        break
+                    if sigterm["set"]:
+                        checkpointer.wait()
+                        raise Interrupted(
+                            f"stopped by SIGTERM at step {step}; checkpoint saved, run again to resume"
+                        )
+                bar.close()
+                checkpointer.wait()
+            if sigterm["set"]:  # arrived after the last step's check; that step is saved
+                raise Interrupted(
+                    f"stopped by SIGTERM at step {int(state.step)}; checkpoint saved, run again to resume"
+                )
+            # Outside the handler: a SIGTERM during the final evaluation and samples ends the process at
+            # once, as it should (the last checkpoint is already written).
             final = evaluate(system, state, eval_step, mesh, config.final_eval_batches or None)
             writer.write(int(state.step), "eval", final)
             (workdir / "eval.json").write_text(json.dumps({"step": int(state.step), **final}, indent=2))
