@@ -109,6 +109,9 @@ def test_logged_train_seconds_sums_every_run_and_counts_a_relogged_step_once(tmp
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert writer.logged_train_seconds(tmp_path, 20) == 5 * 1.0 + 5 * 2.0 + 5 * 0.5 + 5 * 4.0
     assert writer.logged_train_seconds(tmp_path, 10) == 5 * 1.0 + 5 * 2.0
+    with (tmp_path / "metrics.jsonl").open("a") as log:
+        log.write('{"step": 25, "split": "tra')  # a run killed while writing its log
+    assert writer.logged_train_seconds(tmp_path, 30) == 5 * 1.0 + 5 * 2.0 + 5 * 0.5 + 5 * 4.0
     with pytest.raises(UserError, match=r"no metrics\.jsonl"):
         writer.logged_train_seconds(tmp_path / "copied_checkpoints_only", 10)
 

@@ -398,3 +398,9 @@ def test_length_buckets_cut_batches_and_cover_every_row_once_an_epoch():
     assert [to_batch(12 + k, None)["x"][:, 0].tolist() for k in range(3)] != [
         to_batch(k, None)["x"][:, 0].tolist() for k in range(3)
     ]  # the next epoch is dealt afresh
+
+
+def test_a_damaged_phoneme_inventory_is_a_clear_error(tmp_path):
+    (tmp_path / "phonemes.json").write_text('{"symb')
+    with pytest.raises(UserError, match="cannot read the phoneme inventory"):
+        transformer_g2p.build(transformer_g2p.get_config("smoke"), tmp_path)

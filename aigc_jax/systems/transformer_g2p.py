@@ -400,7 +400,13 @@ def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Tra
     `workdir`, so evaluation and sampling need not read the training data."""
     path = pathlib.Path(workdir) / "phonemes.json"
     if path.exists():
-        phonemes = Phonemes(json.loads(path.read_text())["symbols"])
+        try:
+            phonemes = Phonemes(json.loads(path.read_text())["symbols"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise UserError(
+                f"cannot read the phoneme inventory {path} ({type(error).__name__}: {error}); it is written "
+                "by the first training run of this workdir: restore it, or train in a new --workdir"
+            ) from error
     else:
         entries = load_split(config.data, "train")
         phonemes = Phonemes(sorted({p for _, prons in entries for phones in prons for p in phones}))

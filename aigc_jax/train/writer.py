@@ -20,7 +20,8 @@ def logged_train_seconds(workdir: str | pathlib.Path, up_to_step: int) -> float:
     """Seconds spent in train steps 1..`up_to_step` of `workdir`, over every run that trained it (a
     resumed run's own timer starts at zero): read back from the train records of metrics.jsonl, each of
     which holds its logging interval's mean `step_time`. A step logged twice (a run that went past its
-    last checkpoint, then resumed) counts once, as its last record says."""
+    last checkpoint, then resumed) counts once, as its last record says. A line cut short by a killed
+    run is skipped: at most one logging interval goes uncounted."""
     log = pathlib.Path(workdir) / "metrics.jsonl"
     if not log.is_file():
         raise UserError(
@@ -29,7 +30,10 @@ def logged_train_seconds(workdir: str | pathlib.Path, up_to_step: int) -> float:
         )
     step_times = {}
     for line in log.read_text().splitlines():
-        record = json.loads(line)
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
         if record["split"] == "train" and record["step"] <= up_to_step:
             step_times[record["step"]] = record["step_time"]
     total, previous = 0.0, 0
