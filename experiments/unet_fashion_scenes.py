@@ -23,8 +23,12 @@ missed by 0.053; the same preset on the 12,000 train scenes of fashion_scenes 1.
 over-fitted them (validation loss up from step 6,000 of 20,000; unet_fashion_scenes__full_12000_scenes.json).
 `--tag 30000_steps --config.train.num_steps=30000` (one H200, 278 s of training beside two SeqGAN runs):
 0.801 (unet_fashion_scenes__full_30000_steps.json), missed by 0.049; its validation loss is lowest at step
-12,000 (0.081) and ends at 0.102, so it over-fits the 60,000 stored scenes too. Not yet run:
-`--config.data.fresh_train_scenes=true`, which composes new training scenes for every batch.
+12,000 (0.081) and ends at 0.102, so it over-fits the 60,000 stored scenes too. Not yet run on a GPU:
+`--config.data.fresh_train_scenes=true`, which composes new training scenes for every batch. At the
+cpu preset (`--preset cpu --tag fresh_scenes --config.data.fresh_train_scenes=true`, 1,056 s of training,
+the same step speed as stored scenes) it reached 0.638 (validation 0.636;
+unet_fashion_scenes__cpu_fresh_scenes.json) against 0.624 — one run each, and that preset under-fits
+either way, so this shows the path works, not that it helps.
 `cpu`: 0.624 (1,051 s of training), under-fitted (training loss ≈ validation loss ≈ 0.17); the same on 1.0.0.
 
 Writes experiments/results/unet_fashion_scenes__<preset>.json; extra `--config.KEY=VALUE` arguments
