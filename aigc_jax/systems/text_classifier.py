@@ -52,7 +52,8 @@ class SentenceClassifier:
         self.tx, self.schedule = optim.make_optimizer(c.optim, c.train.num_steps)
 
     def make_model(self) -> nn.Module:
-        raise NotImplementedError
+        """The classifier network: each subclass (`fasttext_reviews`, `textcnn_reviews`) defines its own."""
+        raise NotImplementedError(f"{type(self).__name__} must define make_model")
 
     def fixed_variables(self) -> dict[str, Any]:
         """Model collections that are statistics of the training data, not trained: none by default."""

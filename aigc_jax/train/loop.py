@@ -172,6 +172,10 @@ def _check_loop_config(config: ml_collections.ConfigDict) -> None:
             raise UserError(f"config.train.{key} must be 0 (no limit / off) or more, not {config[key]}")
 
 
+def _interrupted(step: int) -> Interrupted:
+    return Interrupted(f"stopped by SIGTERM at step {step}; checkpoint saved, run again to resume")
+
+
 def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) -> FitResult:
     """Trains `system` to `config.train.num_steps`, resuming from `workdir` if it holds a checkpoint.
 
@@ -253,15 +257,11 @@ def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) ->
                         break
                     if sigterm["set"]:
                         checkpointer.wait()
-                        raise Interrupted(
-                            f"stopped by SIGTERM at step {step}; checkpoint saved, run again to resume"
-                        )
+                        raise _interrupted(step)
                 bar.close()
                 checkpointer.wait()
             if sigterm["set"]:  # arrived after the last step's check; that step is saved
-                raise Interrupted(
-                    f"stopped by SIGTERM at step {int(state.step)}; checkpoint saved, run again to resume"
-                )
+                raise _interrupted(int(state.step))
             # Outside the handler: a SIGTERM during the final evaluation and samples ends the process at
             # once, as it should (the last checkpoint is already written).
             final = evaluate(system, state, eval_step, mesh, config.final_eval_batches or None)
