@@ -123,6 +123,23 @@ def test_unet_fresh_training_scenes_follow_the_data_set_rules(tmp_path):
         other.train_dataset()
 
 
+def test_unet_flip_averaged_prediction_mirrors_with_the_scene(tmp_path):
+    """With `eval.flip_average` the prediction for a mirrored scene is the mirrored prediction (the
+    average of both views is left-right symmetric); a single view is not, so the test can tell."""
+    scenes = jax.random.uniform(jax.random.PRNGKey(1), (2, 64, 64, 1), minval=-1.0, maxval=1.0)
+    mirrored = scenes[:, :, ::-1]
+    for average in (True, False):
+        system = _smoke(unet_fashion_scenes, tmp_path, **{"eval.flip_average": str(average).lower()})
+        mesh = single_device_mesh()
+        with loop.activate(mesh):
+            state, _ = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(0))
+        predict = jax.jit(system.predict)
+        logits, logits_of_mirrored = (np.asarray(predict(state, x)) for x in (scenes, mirrored))
+        assert logits.shape == (2, 64, 64, 11)
+        symmetric = np.allclose(logits_of_mirrored, logits[:, :, ::-1], atol=1e-5)
+        assert symmetric == average
+
+
 @pytest.mark.parametrize("module", [gan_mlp_fashion, dcgan_fashion], ids=["mlp", "dcgan"])
 def test_gan_generator_moves_toward_one_batch(tmp_path, module):
     """On one repeated real batch, the generator's mean image approaches the batch's mean image."""

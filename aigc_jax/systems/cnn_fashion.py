@@ -36,7 +36,7 @@ from aigc_jax.systems.classifier_report import ClassifierReport
 from aigc_jax.train import config as config_lib
 from aigc_jax.train import loop, losses, optim
 from aigc_jax.train import mesh as mesh_lib
-from aigc_jax.train.state import TrainState, apply_model, gradient_step
+from aigc_jax.train.state import TrainState, apply_model, gradient_step, log_mean_probabilities
 
 NAME = "cnn_fashion"
 PRESETS = ("smoke", "seed", "cpu", "full")
@@ -169,8 +169,7 @@ class CnnFashion(images.ImageDataMethods):
             ]
         if len(views) == 1:
             return logits_of(images_BHWC)
-        log_probs = jax.nn.log_softmax(jnp.stack([logits_of(v) for v in views]))
-        return jax.nn.logsumexp(log_probs, axis=0) - jnp.log(len(views))
+        return log_mean_probabilities([logits_of(v) for v in views])
 
     def summarize_eval(self, totals: dict[str, np.ndarray]) -> dict[str, float]:
         return metrics.classification_summary(totals, self.data.class_names)

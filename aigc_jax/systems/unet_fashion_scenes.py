@@ -30,7 +30,7 @@ from aigc_jax.errors import UserError
 from aigc_jax.models.convnets import UNet
 from aigc_jax.systems.base import sample_options
 from aigc_jax.train import loop, optim
-from aigc_jax.train.state import TrainState, apply_model, gradient_step
+from aigc_jax.train.state import TrainState, apply_model, gradient_step, log_mean_probabilities
 
 NAME = "unet_fashion_scenes"
 PRESETS = ("smoke", "cpu", "full")
@@ -49,6 +49,10 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     # cores, against 0.94 s for (16, 32, 64, 128)).
     config.model = ml_collections.ConfigDict({"level_features": (8, 16, 32, 64, 128)})
     config.augment = ml_collections.ConfigDict({"crop_padding": 0, "flip": True})
+    # test-time augmentation for evaluation and `sample`: each pixel's class probabilities are averaged
+    # over the scene and its mirror image (mirrored back). Chosen on validation: +0.013 mean IoU for the
+    # same cpu-preset weights (experiments/results/unet_fashion_scenes__cpu_fresh_scenes.json).
+    config.eval = ml_collections.ConfigDict({"flip_average": True})
     config.sample = ml_collections.ConfigDict({"num_samples": 8})
     config.train.update(batch_size=32, eval_batches=10)
     config.optim.update(learning_rate=3e-3, warmup_steps=200, b2=0.999, weight_decay=0.01, grad_clip_norm=0.0)
@@ -142,8 +146,21 @@ class UnetFashionScenes(images.ImageDataMethods):
 
         return gradient_step(state, loss_fn)
 
+    def predict(self, state: TrainState, images_BHWC: jax.Array) -> jax.Array:
+        """Per-pixel class logits [B, H, W, classes] in inference mode; with `eval.flip_average`, the log
+        of the mean probabilities of the scene and its mirror image (the same argmax and cross-entropy)."""
+
+        def logits_of(x_BHWC: jax.Array) -> jax.Array:
+            return apply_model(self.model, state.params, state.model_state, x_BHWC, train=False)[0]
+
+        # a workdir written before the option existed evaluates as it did then: single-view
+        if not self.config.get("eval", {}).get("flip_average", False):
+            return logits_of(images_BHWC)
+        mirrored_back = logits_of(images_BHWC[:, :, ::-1])[:, :, ::-1]
+        return log_mean_probabilities([logits_of(images_BHWC), mirrored_back])
+
     def eval_step(self, state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-        logits, _ = apply_model(self.model, state.params, state.model_state, batch["image"], train=False)
+        logits = self.predict(state, batch["image"])
         pixel_weight = jnp.broadcast_to(batch["weight"][:, None, None], batch["mask"].shape)
         nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["mask"])
         confusion = metrics.confusion_matrix(
@@ -166,9 +183,7 @@ class UnetFashionScenes(images.ImageDataMethods):
         chosen = jax.random.choice(rng, len(arrays["image"]), (int(o["num_samples"]),), replace=False)
         chosen = np.sort(np.asarray(chosen))
         scenes = in_memory.to_float(arrays["image"][chosen])
-        predict = jax.jit(
-            lambda s, x: jnp.argmax(apply_model(self.model, s.params, s.model_state, x, train=False)[0], -1)
-        )
+        predict = jax.jit(lambda s, x: jnp.argmax(self.predict(s, x), -1))
         predicted = np.asarray(predict(state, scenes))
         return Segmentations(scenes, arrays["mask"][chosen].astype(np.int32), predicted)
 

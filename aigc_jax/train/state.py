@@ -165,3 +165,11 @@ def apply_model(
         outputs, updates = model.apply(variables, *args, train=True, rngs=rngs, mutable=list(model_state))
         return outputs, {**model_state, **updates}
     return model.apply(variables, *args, train=train, rngs=rngs), model_state
+
+
+def log_mean_probabilities(logits_of_views: list[jax.Array]) -> jax.Array:
+    """Test-time augmentation's prediction: the log of the mean class probabilities over several views of
+    the same inputs (each view's logits already mapped back onto the inputs), classes on the last axis.
+    Its argmax and cross-entropy are those of the mean probabilities."""
+    log_probs = jax.nn.log_softmax(jnp.stack(logits_of_views))
+    return jax.nn.logsumexp(log_probs, axis=0) - jnp.log(len(logits_of_views))
