@@ -7,6 +7,8 @@
 # - unet_30000_steps: the same for 30,000 steps;
 # - unet_fresh_scenes: the same with training scenes composed afresh for every batch
 #   (`data.fresh_train_scenes`: the 60,000 stored ones are over-fitted after ~12,000 steps);
+# - unet_fresh_scenes_jaccard1: the same with the soft-Jaccard loss term at weight 1 (on the cpu preset
+#   +0.008 validation mean IoU, one run each);
 # - g2p: transformer_g2p `full` (4 + 4 layers x 256, 20,000 steps of 256 words);
 # - gans: the MLP GAN against the DCGAN (`full`, width 128) for the same GAN_SECONDS (default 170) of
 #   training each, one after the other, scored by the CLASSIFIER's features; the two evaluations and
@@ -39,6 +41,10 @@ command_of() {
       echo experiments/unet_fashion_scenes.py --preset full --tag fresh_scenes_30000_steps \
         --config.data.fresh_train_scenes=true --config.train.num_steps=30000 \
         --config.train.max_train_seconds=400 ;;
+    unet_fresh_scenes_jaccard1)
+      echo experiments/unet_fashion_scenes.py --preset full --tag fresh_scenes_jaccard1_30000_steps \
+        --config.data.fresh_train_scenes=true --config.train.jaccard_weight=1.0 \
+        --config.train.num_steps=30000 --config.train.max_train_seconds=400 ;;
     g2p) echo experiments/transformer_g2p.py --preset full --config.train.max_train_seconds=360 ;;
     gans)
       echo experiments/gans_fashion.py --preset full --classifier-workdir "${CLASSIFIER:?set CLASSIFIER}" \

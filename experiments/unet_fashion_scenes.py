@@ -34,6 +34,11 @@ speed as stored scenes) it reached 0.640 single-view (validation 0.635; 0.638 / 
 a first run on another machine) against 0.624 — and that preset under-fits either way, so this shows the
 path works, not that it helps. The same weights with flip averaging: 0.652 (validation 0.648;
 unet_fashion_scenes__cpu_fresh_scenes.json, AMD EPYC, 809 s of training).
+Adding the soft-Jaccard term (`--config.train.jaccard_weight=W`, 1 - soft mean IoU; same command with
+`--tag fresh_scenes_jaccardW`): validation 0.6555 at W = 1 and 0.6492 at W = 3 against 0.6479 without
+(test 0.6595 / 0.6561 / 0.6519; one run each, unet_fashion_scenes__cpu_fresh_scenes_jaccard{1,3}.json) —
+a gain at W = 1 no larger than a seed might give, so the default stays 0 and the next GPU session runs
+both (experiments/run_accelerator.sh: unet_fresh_scenes, unet_fresh_scenes_jaccard1).
 `cpu`: 0.624 (1,051 s of training, single-view), under-fitted (training loss ≈ validation loss ≈ 0.17);
 the same on 1.0.0.
 

@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 
+from aigc_jax import metrics
 from aigc_jax.errors import UserError
 from aigc_jax.systems import gpt_shakespeare
 from aigc_jax.train import config as config_lib
@@ -162,6 +163,19 @@ def test_cross_entropy_label_smoothing_mixes_in_the_uniform_target():
     # target (1 - s) * one_hot + s / C: the loss is (1 - s) * NLL + s * the mean of -log p over classes
     smoothed = 0.8 * nll + 0.2 * -np.mean(np.asarray(log_p), axis=-1)
     np.testing.assert_allclose(losses.cross_entropy(logits, labels, 0.2), smoothed, rtol=1e-5)
+
+
+def test_soft_jaccard_of_confident_logits_is_one_minus_the_mean_iou():
+    labels = jax.random.randint(jax.random.PRNGKey(0), (4, 8, 8), 0, 5)
+    guesses = jax.random.randint(jax.random.PRNGKey(1), (4, 8, 8), 0, 5)
+    predicted = jnp.where(jax.random.uniform(jax.random.PRNGKey(2), labels.shape) < 0.6, labels, guesses)
+    confusion = np.asarray(metrics.confusion_matrix(labels, predicted, 5, jnp.ones(labels.shape)))
+    confident = 100.0 * jax.nn.one_hot(predicted, 5)  # softmax: the one-hot prediction
+    loss = float(losses.soft_jaccard(confident, labels, smooth=0.0))
+    assert abs(loss - (1.0 - metrics.mean_iou(confusion))) < 1e-5
+    assert float(losses.soft_jaccard(100.0 * jax.nn.one_hot(labels, 5), labels)) < 1e-6
+    # a class absent from both truth and prediction counts as matched (IoU 1), not as a miss
+    assert float(losses.soft_jaccard(100.0 * jax.nn.one_hot(labels, 6), labels)) < 1e-6
 
 
 def test_a_shared_network_optimizer_updates_its_network_with_a_state_of_its_own():

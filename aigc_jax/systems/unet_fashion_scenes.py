@@ -29,7 +29,7 @@ from aigc_jax.data.builders import fashion_mnist, fashion_scenes
 from aigc_jax.errors import UserError
 from aigc_jax.models.convnets import UNet
 from aigc_jax.systems.base import sample_options
-from aigc_jax.train import loop, optim
+from aigc_jax.train import loop, losses, optim
 from aigc_jax.train.state import TrainState, apply_model, gradient_step, log_mean_probabilities
 
 NAME = "unet_fashion_scenes"
@@ -55,6 +55,8 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     config.eval = ml_collections.ConfigDict({"flip_average": True})
     config.sample = ml_collections.ConfigDict({"num_samples": 8})
     config.train.update(batch_size=32, eval_batches=10)
+    # > 0: the loss adds this times train.losses.soft_jaccard (1 - soft mean IoU) to the cross-entropy
+    config.train.jaccard_weight = 0.0
     config.optim.update(learning_rate=3e-3, warmup_steps=200, b2=0.999, weight_decay=0.01, grad_clip_norm=0.0)
 
     if preset == "smoke":
@@ -141,6 +143,9 @@ class UnetFashionScenes(images.ImageDataMethods):
                 self.model, params, state.model_state, batch["image"], train=True
             )
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["mask"]).mean()
+            jaccard_weight = self.config.train.get("jaccard_weight", 0.0)  # absent in older workdirs
+            if jaccard_weight:
+                loss = loss + jaccard_weight * losses.soft_jaccard(logits, batch["mask"])
             pixel_accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["mask"])
             return loss, {"model_state": model_state, "metrics": {"pixel_accuracy": pixel_accuracy}}
 
