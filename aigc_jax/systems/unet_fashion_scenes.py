@@ -55,8 +55,10 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     config.eval = ml_collections.ConfigDict({"flip_average": True})
     config.sample = ml_collections.ConfigDict({"num_samples": 8})
     config.train.update(batch_size=32, eval_batches=10)
-    # > 0: the loss adds this times train.losses.soft_jaccard (1 - soft mean IoU) to the cross-entropy
-    config.train.jaccard_weight = 0.0
+    # > 0: the loss adds this times train.losses.soft_jaccard (1 - soft mean IoU) to the cross-entropy.
+    # On cpu-preset fresh-scene runs, weight 1 raised validation mean IoU in both seeds tried (+0.008,
+    # +0.012; the seeds themselves differ by 0.018), weight 3 less (+0.001 on seed 0).
+    config.train.jaccard_weight = 1.0
     config.optim.update(learning_rate=3e-3, warmup_steps=200, b2=0.999, weight_decay=0.01, grad_clip_norm=0.0)
 
     if preset == "smoke":
