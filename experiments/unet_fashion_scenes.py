@@ -42,7 +42,9 @@ W=1 0.6423 / 0.6368 (unet_fashion_scenes__cpu_fresh_scenes*.json). W = 1 won in 
 +0.012) while the seeds differ by 0.018, so it is the default since; the next GPU session checks it at
 the full scale against W = 0 (experiments/run_accelerator.sh: unet_fresh_scenes,
 unet_fresh_scenes_no_jaccard).
-`cpu`: 0.624 (1,051 s of training, single-view), under-fitted (training loss ≈ validation loss ≈ 0.17);
+`cpu` as it is now (stored scenes, W = 1, flip-averaged; AMD EPYC, 737 s of training): 0.654 (validation
+0.656, single-view 0.642; unet_fashion_scenes__cpu.json); before the Jaccard term and flip averaging
+(Xeon, 1,051 s of training): 0.624 single-view, under-fitted (training loss ≈ validation loss ≈ 0.17),
 the same on 1.0.0.
 
 Writes experiments/results/unet_fashion_scenes__<preset>.json; extra `--config.KEY=VALUE` arguments
