@@ -6,8 +6,8 @@
 # - unet: unet_fashion_scenes `full` (levels 32..512, 20,000 steps of 32 scenes);
 # - unet_30000_steps: the same for 30,000 steps;
 # - unet_fresh_scenes: the same with training scenes composed afresh for every batch
-#   (`data.fresh_train_scenes`: the 60,000 stored ones are over-fitted after ~12,000 steps);
-#   (with the presets' soft-Jaccard loss term at weight 1, which the earlier unet runs did not have);
+#   (`data.fresh_train_scenes`: the 60,000 stored ones are over-fitted after ~12,000 steps), and with the
+#   presets' soft-Jaccard loss term at weight 1, which the earlier unet runs did not have;
 # - unet_fresh_scenes_no_jaccard: the same without it (`train.jaccard_weight=0`; on the cpu preset weight
 #   1 gained 0.008 and 0.012 validation mean IoU in two seeds);
 # - g2p: transformer_g2p `full` (4 + 4 layers x 256, 20,000 steps of 256 words);

@@ -8,6 +8,7 @@ side, and "sampling" reports that confusion matrix with per-class accuracy, or c
 it is given (`aigc-jax sample SYSTEM --workdir W --text "a gorgeous film | a dull mess"`).
 """
 
+import abc
 import dataclasses
 import pathlib
 from collections.abc import Iterator
@@ -37,8 +38,9 @@ def max_norm(kernel_FC: jax.Array, limit: float) -> jax.Array:
 
 
 @dataclasses.dataclass
-class SentenceClassifier:
-    """The `System` for a classifier of sentences; subclasses choose the model."""
+class SentenceClassifier(abc.ABC):
+    """The `System` for a classifier of sentences; subclasses choose the model (a subclass without
+    `make_model` cannot be built)."""
 
     config: ml_collections.ConfigDict
     tokenizer: text.Tokenizer
@@ -51,9 +53,9 @@ class SentenceClassifier:
         self.model = self.make_model()
         self.tx, self.schedule = optim.make_optimizer(c.optim, c.train.num_steps)
 
+    @abc.abstractmethod
     def make_model(self) -> nn.Module:
         """The classifier network: each subclass (`fasttext_reviews`, `textcnn_reviews`) defines its own."""
-        raise NotImplementedError(f"{type(self).__name__} must define make_model")
 
     def fixed_variables(self) -> dict[str, Any]:
         """Model collections that are statistics of the training data, not trained: none by default."""
