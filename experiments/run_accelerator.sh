@@ -10,6 +10,8 @@
 #   presets' soft-Jaccard loss term at weight 1, which the earlier unet runs did not have;
 # - unet_fresh_scenes_no_jaccard: the same without it (`train.jaccard_weight=0`; on the cpu preset weight
 #   1 gained 0.008 and 0.012 validation mean IoU in two seeds);
+# - unet_fresh_scenes_batch64: unet_fresh_scenes with batches of 64 scenes (twice the scenes seen; a step
+#   of 32 leaves the GPU mostly idle, so it should cost little time);
 # - g2p: transformer_g2p `full` (4 + 4 layers x 256, 20,000 steps of 256 words);
 # - gans: the MLP GAN against the DCGAN (`full`, width 128) for the same GAN_SECONDS (default 170) of
 #   training each, one after the other, scored by the CLASSIFIER's features; the two evaluations and
@@ -22,7 +24,8 @@
 # (Stop 11 ran both seqgan jobs before the policy-gradient steps had an Adam state of their own, the
 # default since: results seqgan__full*_shared_pg_optimizer.json.)
 # Each `max_train_seconds` is a safety net for the shared 10-minute window (a run it stops says so in its
-# log and records its steps). The processes share the GPU, so each takes a fifth of its memory.
+# log and records its steps). The processes share the GPU, so each takes a fifth of its memory by default
+# (XLA_PYTHON_CLIENT_MEM_FRACTION).
 # On an H200: stop 10 ran unet + g2p + gans (470 s), stop 11 seqgan + seqgan_d_lr_1e-3 + unet_30000_steps.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +48,10 @@ command_of() {
     unet_fresh_scenes_no_jaccard)
       echo experiments/unet_fashion_scenes.py --preset full --tag fresh_scenes_no_jaccard_30000_steps \
         --config.data.fresh_train_scenes=true --config.train.jaccard_weight=0 \
+        --config.train.num_steps=30000 --config.train.max_train_seconds=400 ;;
+    unet_fresh_scenes_batch64)
+      echo experiments/unet_fashion_scenes.py --preset full --tag fresh_scenes_batch64_30000_steps \
+        --config.data.fresh_train_scenes=true --config.train.batch_size=64 \
         --config.train.num_steps=30000 --config.train.max_train_seconds=400 ;;
     g2p) echo experiments/transformer_g2p.py --preset full --config.train.max_train_seconds=360 ;;
     gans)
