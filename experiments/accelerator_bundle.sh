@@ -4,11 +4,9 @@
 #   bash experiments/accelerator_bundle.sh [CLASSIFIER_WORKDIR]
 # writes .whl/ (this project's pinned pure-Python and cp312 manylinux wheels, ~13 MB) and .carry/ (the
 # Debian Fashion-MNIST files, the built cmudict_g2p set and the classifier's config and newest checkpoint,
-# ~40 MB), both in .gitignore. On the GPU machine, from the repository root:
-#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-#   export PYTHONPATH=/tmp/site:$PWD AIGC_JAX_HOME=/tmp/aigc AIGC_JAX_FASHION_MNIST_DIR=$PWD/.carry/fashion-mnist
-#   mkdir -p /tmp/aigc/datasets && tar -xJf .carry/cmudict_g2p.tar.xz -C /tmp/aigc/datasets
-#   CLASSIFIER=.carry/cnn_fashion_classifier bash experiments/run_accelerator.sh "$OUT/logs" JOB...
+# ~40 MB), both in .gitignore. Then, on the GPU machine, from the repository root (the device tool's one
+# command, with carry [".whl", ".carry"]):
+#   GAN_SECONDS=190 bash experiments/accelerator_session.sh "$OUT" <git commit> 510 JOB...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 classifier=${1:-workdirs/experiments/cnn_fashion__cpu}

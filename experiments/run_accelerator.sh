@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The issue-3 and issue-4 runs that need an accelerator, side by side on one GPU:
 #   CLASSIFIER=workdirs/experiments/cnn_fashion__cpu bash experiments/run_accelerator.sh LOGDIR JOB...
-# (experiments/accelerator_bundle.sh packs what they need for a GPU machine without network.)
+# (experiments/accelerator_bundle.sh packs what they need for a GPU machine without network, and
+# experiments/accelerator_session.sh runs them there as one command.)
 # Jobs, each one process, all started at once and waited for:
 # - unet: unet_fashion_scenes `full` (levels 32..512, 20,000 steps of 32 scenes);
 # - unet_30000_steps: the same for 30,000 steps;

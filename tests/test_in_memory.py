@@ -1,5 +1,6 @@
 """The in-memory array pipelines (`data/in_memory.py`): batch shapes and dtypes, epochs, exact resume,
-augmentation of images and masks together, splitting across processes, and evaluation coverage."""
+augmentation of images and masks together, random erasing, splitting across processes, and evaluation
+coverage."""
 
 from __future__ import annotations
 
@@ -108,6 +109,40 @@ def test_augmentation_moves_image_and_mask_together():
     kept = sum(_is_one_of(p, originals) for p in pixels)
     mirrored = sum(_is_one_of(p[:, ::-1], originals) for p in pixels)
     assert kept + mirrored == 64 and kept > 8 and mirrored > 8
+
+
+def test_random_erasing_boxes_fit_and_follow_the_probability():
+    rng = np.random.default_rng(0)
+    for probability in (0.5, 1.0):
+        top, left, height, width = in_memory.erasing_boxes(rng, 4000, 28, 20, probability).T
+        erased = height > 0
+        assert abs(erased.mean() - probability) < 0.03
+        assert ((width > 0) == erased).all() and (top + height <= 28).all() and (left + width <= 20).all()
+        area = height[erased] * width[erased] / (28 * 20)
+        assert area.min() > 0.01 and area.max() < 0.45 and 0.15 < area.mean() < 0.25  # U(0.02, 0.4)
+
+
+def test_random_erasing_replaces_one_rectangle_and_keeps_the_flips():
+    rng = np.random.default_rng(1)
+    arrays = {"image": rng.integers(0, 256, (32, 28, 28, 1), np.uint8), "label": np.arange(32)}
+    flipped = in_memory.Batch(arrays, in_memory.Augment(flip=True))(np.arange(32), np.random.default_rng(5))
+    erased = in_memory.Batch(arrays, in_memory.Augment(flip=True, erase_probability=1.0))(
+        np.arange(32), np.random.default_rng(5)
+    )
+    np.testing.assert_array_equal(erased["label"], flipped["label"])
+    for before, after in zip(flipped["image"][..., 0], erased["image"][..., 0], strict=True):
+        rows, cols = np.nonzero(before != after)
+        assert len(rows) > 0  # every image erased at probability 1 (a box fits 28 x 28 almost always)
+        box_area = (np.ptp(rows) + 1) * (np.ptp(cols) + 1)
+        assert len(rows) >= 0.95 * box_area  # one filled rectangle (a noise pixel can equal the old one)
+        assert box_area <= 0.45 * 28 * 28
+
+
+def test_random_erasing_is_refused_with_masks_and_out_of_range():
+    with pytest.raises(UserError, match="erase_probability=0"):
+        in_memory.Batch(_toy(), in_memory.Augment(erase_probability=0.5))
+    with pytest.raises(UserError, match=r"in \[0, 1\]"):
+        in_memory.Augment(erase_probability=1.5)
 
 
 def _is_one_of(image: np.ndarray, candidates: np.ndarray) -> bool:

@@ -7,9 +7,10 @@ SeqGAN, the text classifiers) hold int arrays `[N, T]`. Batches give `"image"` a
 
 Training draws every example once per epoch in a fresh global order (Grain's lazy index shuffle, its
 seed folded with the epoch), endlessly, and splits each global batch across processes. Augmentation
-(random crop after zero padding, horizontal flip) is drawn per global batch from a generator seeded by
-the pipeline seed and the batch's position in the stream, so its iterator state is a few integers,
-saved with the train state, and a resumed run reproduces the exact next batches, augmentation included.
+(random crop after zero padding, horizontal flip, random erasing) is drawn per global batch from a
+generator seeded by the pipeline seed and the batch's position in the stream, so its iterator state is a
+few integers, saved with the train state, and a resumed run reproduces the exact next batches,
+augmentation included.
 A set that is made rather than stored (`generated_train_dataset`, e.g. fresh `fashion_scenes` collages)
 is made batch by batch from the same kind of per-position generator, and resumes the same way.
 
@@ -33,6 +34,11 @@ from aigc_jax.errors import UserError
 # large batches would hold gigabytes.
 _READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=8)
 _AUGMENT_SEED_SALT = 0x5EED  # keeps the augmentation stream apart from the shuffle's seed
+# Random erasing's rectangle, as Zhong et al. (2017) draw it: area 2-40% of the image, aspect ratio
+# (height / width) between 0.3 and 1 / 0.3; a draw that does not fit is drawn again, up to this many times.
+_ERASE_AREA = (0.02, 0.4)
+_ERASE_ASPECT = 0.3
+_ERASE_TRIES = 10
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
@@ -42,25 +48,32 @@ def to_float(images: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class Augment:
-    """Training augmentation, applied identically to an image and its mask.
+    """Training augmentation; crops and flips apply identically to an image and its mask.
 
     `crop_padding`: pad each side by this many pixels, black for images (-1 after `to_float`) and
     background (0) for masks, then crop a random window of the original size. `flip`: mirror
-    left-right with probability 1/2.
+    left-right with probability 1/2. `erase_probability`: with this probability, fill a random
+    rectangle of the image with random pixels (random erasing, Zhong et al. 2017; images with a label
+    only: a mask would no longer describe the erased pixels).
     """
 
     crop_padding: int = 0
     flip: bool = False
+    erase_probability: float = 0.0
 
     def __post_init__(self) -> None:
         if self.crop_padding < 0:
             raise UserError(
                 f"crop_padding must be >= 0, not {self.crop_padding}; set it to 0 to disable crops."
             )
+        if not 0.0 <= self.erase_probability <= 1.0:
+            raise UserError(
+                f"erase_probability must be in [0, 1], not {self.erase_probability}; 0 disables erasing."
+            )
 
     @property
     def active(self) -> bool:
-        return self.crop_padding > 0 or self.flip
+        return self.crop_padding > 0 or self.flip or self.erase_probability > 0
 
 
 def num_examples(arrays: dict[str, np.ndarray]) -> int:
@@ -88,6 +101,38 @@ def crop_and_flip(
     return x[np.arange(B)[:, None, None], rows_BH[:, :, None], cols_BW[:, None, :]]
 
 
+def erasing_boxes(
+    rng: np.random.Generator, size: int, height: int, width: int, probability: float
+) -> np.ndarray:
+    """`[size, 4]` int rectangles (top, left, height, width) to erase, drawn as random erasing draws
+    them (`_ERASE_AREA`, `_ERASE_ASPECT`); height and width are 0 for an image left whole (with
+    probability 1 - `probability`, or when no draw fit)."""
+    tries = (size, _ERASE_TRIES)
+    area = rng.uniform(*_ERASE_AREA, size=tries) * height * width
+    aspect = rng.uniform(_ERASE_ASPECT, 1 / _ERASE_ASPECT, size=tries)
+    box_h = np.rint(np.sqrt(area * aspect)).astype(np.int64)
+    box_w = np.rint(np.sqrt(area / aspect)).astype(np.int64)
+    fits = (box_h < height) & (box_w < width)
+    first = np.argmax(fits, axis=1)  # the first draw that fits (0 where none does, masked below)
+    rows = np.arange(size)
+    erase = (rng.random(size) < probability) & fits[rows, first]
+    box_h, box_w = box_h[rows, first] * erase, box_w[rows, first] * erase
+    tops = rng.integers(0, height - box_h + 1)
+    lefts = rng.integers(0, width - box_w + 1)
+    return np.stack([tops, lefts, box_h, box_w], axis=1)
+
+
+def erase(x: np.ndarray, boxes: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """`x` `[B, H, W, C]` with each image's box (`erasing_boxes`' rows) replaced by `noise` (same shape)."""
+    top, left, box_h, box_w = (boxes[:, i, None] for i in range(4))
+    rows_BH = np.arange(x.shape[1]) - top
+    cols_BW = np.arange(x.shape[2]) - left
+    in_rows_BH = (rows_BH >= 0) & (rows_BH < box_h)
+    in_cols_BW = (cols_BW >= 0) & (cols_BW < box_w)
+    inside_BHW = in_rows_BH[:, :, None] & in_cols_BW[:, None, :]
+    return np.where(inside_BHW[..., None], noise, x)
+
+
 class Batch:
     """Global batch of example indices `[G]` (and a generator, when augmenting) -> this process's batch.
 
@@ -106,6 +151,11 @@ class Batch:
     ):
         self.arrays = arrays
         self.augment = augment if augment is not None and augment.active else None
+        if self.augment is not None and self.augment.erase_probability > 0 and "mask" in arrays:
+            raise UserError(
+                "augment.erase_probability erases image pixels that a mask would still label; "
+                "set --config.augment.erase_probability=0 for segmentation"
+            )
         self.process_index = process_index
         self.process_count = process_count
 
@@ -128,10 +178,16 @@ class Batch:
         lefts = rng.integers(0, 2 * pad + 1, size=size)[mine]
         flips = (rng.random(size) < 0.5)[mine] if self.augment.flip else np.zeros(len(tops), bool)
         # Only spatial arrays move; uint8 images pad with 0, which `to_float` turns into -1 (black).
-        return {
+        batch = {
             key: crop_and_flip(value, pad, tops, lefts, flips) if value.ndim >= 3 else value
             for key, value in batch.items()
         }
+        if self.augment.erase_probability > 0:  # drawn after the crops and flips, which stay as they were
+            image = batch["image"]
+            boxes = erasing_boxes(rng, size, *image.shape[1:3], self.augment.erase_probability)[mine]
+            noise = rng.integers(0, 256, size=(size, *image.shape[1:]), dtype=np.uint8)[mine]
+            batch["image"] = erase(image, boxes, noise)
+        return batch
 
 
 def finish(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -54,7 +54,8 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
             "dropout": 0.2,
         }
     )
-    config.augment = ml_collections.ConfigDict({"crop_padding": 0, "flip": True})
+    # erase_probability > 0: random erasing (Zhong et al. 2017) of a rectangle in that share of images
+    config.augment = ml_collections.ConfigDict({"crop_padding": 0, "flip": True, "erase_probability": 0.0})
     # test-time augmentation: average the class probabilities of each image and its mirror image, and
     # (shift_average) of each of those moved by one pixel up, down, left and right
     config.eval = ml_collections.ConfigDict({"flip_average": False, "shift_average": False})
