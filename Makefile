@@ -21,8 +21,9 @@ $(FASHION_MNIST):
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
 	else echo "Fashion-MNIST is missing: run  sudo apt-get install dataset-fashion-mnist" >&2; exit 1; fi
 
-# Every embedded data set the tests read, built once into the shared cache before the tests start, so
-# the two pytest workers never build one at the same time.
+# Every embedded data set the tests read, built into the shared cache before the tests start, so a build
+# prints its progress here rather than inside one test's time (two workers would not both build one:
+# `catalog.prepare` holds a lock while it builds).
 TEST_DATA := shakespeare digits fashion_mnist fashion_scenes movie_review_sentences cmudict_g2p chitchat
 
 # Lint, format check, then the test suite on 8 simulated CPU devices (tests/conftest.py sets them), in two

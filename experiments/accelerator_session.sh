@@ -4,10 +4,10 @@
 # here by experiments/accelerator_bundle.sh), on a machine with JAX for CUDA and no network:
 #   GAN_SECONDS=190 bash experiments/accelerator_session.sh OUT GIT_COMMIT SECONDS JOB...
 # installs the wheels into /tmp/site, points the data sets at the carried files, builds the image data
-# sets once (several jobs building the same set at once would race), runs experiments/run_accelerator.sh's
-# JOBs side by side for at most SECONDS, prints the end of each log and packs the logs and
-# experiments/results into OUT/run.tar.gz. GIT_COMMIT is recorded in every result file (the copy's .git
-# may not match the working tree that was sent).
+# sets first (in a log of their own, so a data error shows before any job starts), runs
+# experiments/run_accelerator.sh's JOBs side by side for at most SECONDS, prints the end of each log and
+# packs the logs and experiments/results into OUT/run.tar.gz. GIT_COMMIT is recorded in every result
+# file (the copy's .git may not match the working tree that was sent).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: accelerator_session.sh OUT GIT_COMMIT SECONDS JOB...}

@@ -142,6 +142,22 @@ def test_builder_needs_no_tensorflow(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
+def test_processes_that_start_at_once_build_a_data_set_once(tmp_path):
+    # Without the build lock, every process but the first failed renaming its copy onto the built one.
+    prepare = f"from aigc_jax.data import catalog; catalog.prepare('digits', {str(tmp_path)!r})"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", prepare], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    for proc, (_, stderr) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, stderr[-2000:]
+    assert sum("Building data set digits" in stdout for stdout, _ in outputs) == 1
+    assert len(catalog.arrays("digits", "train", tmp_path)["label"]) > 0
+
+
 def test_unknown_names_are_user_errors(data_dir):
     with pytest.raises(UserError, match="shakespeare, tiny_shakespeare"):
         catalog.documents("nope", "train", data_dir)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import importlib.util
 import io
 import os
@@ -192,12 +193,30 @@ def prepare(name: str, data_dir: str | os.PathLike | None = None) -> pathlib.Pat
             f"just train or evaluate on it (needs internet and TensorFlow)."
         )
     data_dir = _resolve(data_dir)
-    builder = _builder(spec, data_dir)
-    if not _is_built(builder):
-        print(f"Building data set {name} from {spec.source} into {builder.data_path} ...", flush=True)
-        with _quiet_tfds():
-            builder.download_and_prepare(file_format="array_record")
+    if _is_built(_builder(spec, data_dir)):
+        return data_dir
+    with _build_lock(data_dir, name):
+        builder = _builder(spec, data_dir)  # anew: another process may have built it while we waited
+        if not _is_built(builder):
+            print(f"Building data set {name} from {spec.source} into {builder.data_path} ...", flush=True)
+            with _quiet_tfds():
+                builder.download_and_prepare(file_format="array_record")
     return data_dir
+
+
+@contextlib.contextmanager
+def _build_lock(data_dir: pathlib.Path, name: str) -> Iterator[None]:
+    """Holds an exclusive lock on `data_dir/.NAME.lock`, so processes that start at once on an unbuilt set
+    (parallel tests, several runs launched together) build it once: TFDS's own build is not safe against
+    a second builder, which fails renaming its finished copy onto the first one's."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / f".{name}.lock", "w") as lock:  # closing the file releases the lock
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"Waiting for another process to finish building data set {name} ...", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def data_source(name: str, split: str, data_dir: str | os.PathLike | None = None) -> Sequence[Any]:
