@@ -97,16 +97,28 @@ def test_classifier_overfits_one_batch(tmp_path):
     assert history[-1]["loss"] < 0.3 * history[0]["loss"], [h["loss"] for h in history]
 
 
-# with the soft-Jaccard term (at most 1, near 0.9 at the start) the loss falls less in 30 steps
-@pytest.mark.parametrize(("jaccard_weight", "fraction"), [("0.0", 0.5), ("1.0", 0.6)])
-def test_unet_overfits_one_batch(tmp_path, jaccard_weight, fraction):
+# with an IoU loss term (at most 1, near 0.9 at the start) the loss falls less in 30 steps
+@pytest.mark.parametrize(
+    ("jaccard_weight", "jaccard_loss", "fraction"),
+    [("0.0", "soft", 0.5), ("1.0", "soft", 0.6), ("1.0", "lovasz", 0.6)],
+)
+def test_unet_overfits_one_batch(tmp_path, jaccard_weight, jaccard_loss, fraction):
     system = _smoke(
         unet_fashion_scenes,
         tmp_path,
-        **{"optim.schedule": "constant", "train.jaccard_weight": jaccard_weight},
+        **{
+            "optim.schedule": "constant",
+            "train.jaccard_weight": jaccard_weight,
+            "train.jaccard_loss": jaccard_loss,
+        },
     )
     _, history = run_steps(system, single_device_mesh(), 30, _fixed_batch(system))
     assert history[-1]["loss"] < fraction * history[0]["loss"], [h["loss"] for h in history]
+
+
+def test_unet_refuses_an_unknown_jaccard_loss(tmp_path):
+    with pytest.raises(UserError, match="use one of: soft, lovasz"):
+        _smoke(unet_fashion_scenes, tmp_path, **{"train.jaccard_loss": "dice"})
 
 
 def test_unet_fresh_training_scenes_follow_the_data_set_rules(tmp_path):

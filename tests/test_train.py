@@ -178,6 +178,37 @@ def test_soft_jaccard_of_confident_logits_is_one_minus_the_mean_iou():
     assert float(losses.soft_jaccard(100.0 * jax.nn.one_hot(labels, 6), labels)) < 1e-6
 
 
+def _sorted_lovasz_softmax(logits: jax.Array, labels: jax.Array) -> float:
+    """The Lovász-softmax as its paper computes it (a sort per class), for reference."""
+    num_classes = logits.shape[-1]
+    probs = np.asarray(jax.nn.softmax(logits, -1)).reshape(-1, num_classes)
+    truth = np.eye(num_classes)[np.asarray(labels).reshape(-1)]
+    per_class = []
+    for c in np.flatnonzero(truth.sum(0)):
+        errors = np.abs(truth[:, c] - probs[:, c])
+        order = np.argsort(-errors, kind="stable")
+        is_c = truth[order, c]
+        count = is_c.sum()
+        loss_at_k = 1.0 - (count - np.cumsum(is_c)) / (count + np.cumsum(1.0 - is_c))
+        per_class.append(np.sum(errors[order] * np.diff(loss_at_k, prepend=0.0)))
+    return float(np.mean(per_class))
+
+
+def test_lovasz_softmax_is_the_sorted_lovasz_extension_and_one_minus_iou_at_one_hot():
+    labels = jax.random.randint(jax.random.PRNGKey(0), (4, 8, 8), 0, 5)
+    guesses = jax.random.randint(jax.random.PRNGKey(1), (4, 8, 8), 0, 6)
+    predicted = jnp.where(jax.random.uniform(jax.random.PRNGKey(2), labels.shape) < 0.6, labels, guesses)
+    confident = 100.0 * jax.nn.one_hot(predicted, 7)  # classes 5 (predicted only) and 6 (neither) absent
+    confusion = np.asarray(metrics.confusion_matrix(labels, predicted, 7, jnp.ones(labels.shape)))
+    iou = np.diag(confusion) / (confusion.sum(0) + confusion.sum(1) - np.diag(confusion))
+    # averaged over the classes present in the labels: 0..4
+    assert abs(float(losses.lovasz_softmax(confident, labels)) - (1.0 - iou[:5].mean())) < 1e-5
+    logits = 3.0 * jax.random.normal(jax.random.PRNGKey(3), (4, 8, 8, 7))
+    loss, grads = jax.value_and_grad(losses.lovasz_softmax)(logits, labels)
+    assert abs(float(loss) - _sorted_lovasz_softmax(logits, labels)) < 1e-3  # binned, not sorted
+    assert bool(jnp.isfinite(grads).all()) and float(jnp.abs(grads).sum()) > 0
+
+
 def test_a_shared_network_optimizer_updates_its_network_with_a_state_of_its_own():
     params = {"net": jnp.ones(3), "other": jnp.ones(2)}
     tx = optim.PerNetwork(
