@@ -16,9 +16,12 @@ class UserError(Exception):
 
 
 class Interrupted(Exception):  # noqa: N818 -- not an error: a requested stop
-    """Training stopped on SIGTERM after writing a checkpoint; the same command resumes."""
+    """Training stopped on SIGTERM or Ctrl-C after writing a checkpoint; the same command resumes. Its exit
+    code is the shell's for that signal (128 + its number: 143, 130)."""
 
-    exit_code = 143
+    def __init__(self, message: str, exit_code: int = 143):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def exit_code_of(main: Callable[[], None]) -> int:

@@ -196,7 +196,8 @@ def test_console_script_lists_systems():
         assert line[status_column:].startswith(spec.status)
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_ctrl_c_save_a_checkpoint_and_exit_with_the_signal_code(tmp_path, signum, exit_code):
     workdir = tmp_path / "run"
     command = [
         sys.executable,
@@ -219,8 +220,8 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
     while not (metrics.exists() and metrics.read_text().count("\n") >= 3):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.5)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 143, err
-    assert "stopped by SIGTERM" in err and "run again to resume" in err
+    assert process.returncode == exit_code, err
+    assert f"stopped by {signal.Signals(signum).name}" in err and "run again to resume" in err
     assert [p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]

@@ -158,6 +158,12 @@ def test_processes_that_start_at_once_build_a_data_set_once(tmp_path):
     assert len(catalog.arrays("digits", "train", tmp_path)["label"]) > 0
 
 
+def test_a_data_dir_that_cannot_be_made_is_a_user_error(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(UserError, match="cannot create the data dir"):
+        catalog.prepare("digits", tmp_path / "a_file" / "datasets")
+
+
 def test_unknown_names_are_user_errors(data_dir):
     with pytest.raises(UserError, match="shakespeare, tiny_shakespeare"):
         catalog.documents("nope", "train", data_dir)

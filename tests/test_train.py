@@ -147,6 +147,31 @@ def test_divergence_stops_with_a_message_and_keeps_the_checkpoint(tmp_path):
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
 
 
+def test_a_diverging_last_update_is_reported_and_its_checkpoint_named(tmp_path):
+    # A step's loss is computed before its update, so the update before a checkpoint is checked by the
+    # final evaluation, and on resume by the first loss, which must name that checkpoint, not call it good.
+    mesh = mesh_lib.make_mesh((-1, 1, 1))
+    loop.fit(smoke_system(tmp_path, **{"train.num_steps": "10"}), tmp_path, mesh)
+    one_exploding_step = {"train.num_steps": "11", "optim.learning_rate": "1e12", "optim.warmup_steps": "0"}
+    with pytest.raises(UserError, match=r"diverged in its last update.*checkpoint 11 holds those weights"):
+        loop.fit(smoke_system(tmp_path, **one_exploding_step), tmp_path, mesh)
+    assert not (tmp_path / "eval.json").read_text().count("NaN")  # still the step-10 evaluation
+    with pytest.raises(
+        UserError, match=r"diverged at step 12.*checkpoint 11 holds the weights that diverged"
+    ):
+        loop.fit(smoke_system(tmp_path, **{"train.num_steps": "20"}), tmp_path, mesh)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["10", "11"]
+
+
+@pytest.mark.parametrize("damaged", ['{"name": "gpt_sh', "[1, 2]", "{}", '{"name": 3}'])
+def test_a_damaged_workdir_config_is_a_user_error(tmp_path, damaged):
+    (tmp_path / config_lib.CONFIG_FILE).write_text(damaged)
+    with pytest.raises(UserError, match=r"config\.json is damaged"):
+        config_lib.load_workdir_config(tmp_path)
+    with pytest.raises(UserError, match=r"config\.json is damaged"):
+        config_lib.check_workdir(tmp_path, smoke_system(tmp_path).config)
+
+
 def test_fit_refuses_a_batch_that_does_not_split_over_the_data_shards(tmp_path):
     mesh = mesh_lib.make_mesh((-1, 1, 1))  # 8 simulated devices
     with pytest.raises(UserError, match="batch_size 12 does not divide over the 8"):

@@ -209,7 +209,13 @@ def _build_lock(data_dir: pathlib.Path, name: str) -> Iterator[None]:
     """Holds an exclusive lock on `data_dir/.NAME.lock`, so processes that start at once on an unbuilt set
     (parallel tests, several runs launched together) build it once: TFDS's own build is not safe against
     a second builder, which fails renaming its finished copy onto the first one's."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(
+            f"cannot create the data dir {data_dir} ({error.strerror}); set --config.data.dir (or "
+            "$AIGC_JAX_HOME) to a directory you can write"
+        ) from error
     with open(data_dir / f".{name}.lock", "w") as lock:  # closing the file releases the lock
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -101,15 +101,16 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 
 
 def from_json(text: str) -> ml_collections.ConfigDict:
-    def tuples(value: Any) -> Any:
-        # JSON has no tuples; configs use tuples for shapes (mesh.shape, ...).
-        if isinstance(value, dict):
-            return {k: tuples(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return tuple(tuples(v) for v in value)
-        return value
+    return ml_collections.ConfigDict(_tuples(json.loads(text)))
 
-    return ml_collections.ConfigDict(tuples(json.loads(text)))
+
+def _tuples(value: Any) -> Any:
+    """Parsed JSON with lists as tuples: JSON has none, and configs use tuples for shapes (mesh.shape)."""
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
 
 
 def load_workdir_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
@@ -117,14 +118,30 @@ def load_workdir_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDic
     path = pathlib.Path(workdir) / CONFIG_FILE
     if not path.exists():
         raise UserError(f"{workdir} is not a training workdir (no {CONFIG_FILE}); train into it first")
-    return from_json(path.read_text())
+    return _read_config(path)
+
+
+def _read_config(path: pathlib.Path) -> ml_collections.ConfigDict:
+    """A workdir's recorded config; a `UserError` if the file is not one (e.g. cut short or edited)."""
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        problem = str(error)
+    else:
+        if isinstance(config, dict) and isinstance(config.get("name"), str):
+            return ml_collections.ConfigDict(_tuples(config))
+        problem = "not a config with a system name"
+    raise UserError(
+        f"{path} is damaged ({problem}); put back a good copy, or train into a new --workdir "
+        "(the checkpoints beside it belong to the config it held)"
+    )
 
 
 def check_workdir(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> None:
     """Refuses a workdir that holds another system's run, before anything is written into it."""
     path = pathlib.Path(workdir) / CONFIG_FILE
     if path.exists():
-        previous = from_json(path.read_text())
+        previous = _read_config(path)
         if previous.name != config.name:
             raise UserError(
                 f"{workdir} holds a {previous.name} run, not {config.name}; choose another --workdir"

@@ -1,5 +1,5 @@
 """One training loop for every system: sharded jitted steps, periodic eval and samples, metrics,
-checkpoints with auto-resume, a NaN/Inf guard and SIGTERM handling."""
+checkpoints with auto-resume, a NaN/Inf guard and SIGTERM / Ctrl-C handling."""
 
 import contextlib
 import dataclasses
@@ -7,6 +7,7 @@ import json
 import math
 import pathlib
 import signal
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -58,21 +59,31 @@ def system_config(name: str, preset: str, presets: Sequence[str]) -> ml_collecti
 
 
 @contextlib.contextmanager
-def _sigterm_flag() -> Iterator[dict[str, bool]]:
-    flag = {"set": False}
+def _stop_request() -> Iterator[dict[str, int]]:
+    """`{"signal": n}`, n set to SIGTERM or SIGINT (Ctrl-C) once one arrives, 0 before: the loop then
+    saves a checkpoint and stops. A second Ctrl-C stops at once (KeyboardInterrupt), without saving."""
+    request = {"signal": 0}
 
     def handler(signum: int, frame: Any) -> None:
-        flag["set"] = True
+        if signum == signal.SIGINT and request["signal"]:
+            raise KeyboardInterrupt
+        request["signal"] = signum
+        if signum == signal.SIGINT:
+            print(
+                "\nCtrl-C: stopping after this step with a checkpoint (Ctrl-C again: at once)",
+                file=sys.stderr,
+            )
 
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     except ValueError:  # not the main thread (e.g. a notebook worker): no handler
-        yield flag
+        yield request
         return
     try:
-        yield flag
+        yield request
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old_handler in previous.items():
+            signal.signal(sig, old_handler)
 
 
 @contextlib.contextmanager
@@ -132,26 +143,47 @@ def evaluate_state(system: System, state: TrainState, mesh: jax.sharding.Mesh) -
     return evaluate(system, state, eval_step, mesh)
 
 
-def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
-    stacked = jax.device_get(history)
-    return {name: float(np.mean([m[name] for m in stacked])) for name in stacked[0]}
-
-
 def _check_finite(
-    metrics: dict[str, float], step: int, last_saved: int | None, workdir: pathlib.Path
-) -> None:
-    if all(math.isfinite(v) for v in metrics.values()):
-        return
-    bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
-    kept = (
-        f"the last good checkpoint (step {last_saved}) is kept in {workdir / 'checkpoints'}"
-        if last_saved is not None
-        else "no checkpoint had been written yet"
-    )
+    history: list[dict[str, jax.Array]], step: int, last_saved: int | None, workdir: pathlib.Path
+) -> dict[str, float]:
+    """The mean of each metric over `history`, the steps up to `step`; a divergence error if any is not
+    finite, naming the newest checkpoint that is good.
+
+    A step's loss is computed before its update, so the first non-finite loss, at step f, convicts the
+    weights of step f - 1: a checkpoint saved at f - 1 holds them, one saved earlier is good."""
+    per_step = jax.device_get(history)
+    finite = [all(math.isfinite(float(v)) for v in metrics.values()) for metrics in per_step]
+    means = {name: float(np.mean([m[name] for m in per_step])) for name in per_step[0]}
+    if all(finite):
+        return means
+    first_bad = step - len(history) + 1 + finite.index(False)
+    bad = {k: v for k, v in means.items() if not math.isfinite(v)}
+    checkpoints = workdir / "checkpoints"
+    if last_saved is None:
+        kept = "no checkpoint had been written yet"
+    elif last_saved == first_bad - 1:
+        kept = (
+            f"checkpoint {last_saved} holds the weights that diverged (it was saved before their loss was "
+            f"computed): move {checkpoints / str(last_saved)} away to resume from the one before it"
+        )
+    else:
+        kept = f"the last good checkpoint (step {last_saved}) is kept in {checkpoints}"
     raise UserError(
-        f"training diverged at step {step}: {bad}; {kept}. Lower --config.optim.learning_rate or raise "
-        "--config.optim.warmup_steps, then run the same command to resume"
+        f"training diverged at step {first_bad}: {bad}; {kept}. Lower --config.optim.learning_rate or "
+        "raise --config.optim.warmup_steps, then run the same command to resume"
     )
+
+
+def _check_final_eval(metrics: dict[str, float], step: int, workdir: pathlib.Path) -> None:
+    """The last update is checked by no training loss: a non-finite evaluation loss convicts it. (Other
+    metrics may be NaN by definition, e.g. the accuracy of a class the split lacks.)"""
+    bad = {k: v for k, v in metrics.items() if ("loss" in k or "nll" in k) and not math.isfinite(v)}
+    if bad:
+        raise UserError(
+            f"training diverged in its last update: the final evaluation gives {bad}, and checkpoint "
+            f"{step} holds those weights. Move {workdir / 'checkpoints' / str(step)} away and run again "
+            "with a lower --config.optim.learning_rate to resume from the checkpoint before it"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,8 +204,11 @@ def _check_loop_config(config: ml_collections.ConfigDict) -> None:
             raise UserError(f"config.train.{key} must be 0 (no limit / off) or more, not {config[key]}")
 
 
-def _interrupted(step: int) -> Interrupted:
-    return Interrupted(f"stopped by SIGTERM at step {step}; checkpoint saved, run again to resume")
+def _interrupted(signum: int, step: int) -> Interrupted:
+    name = signal.Signals(signum).name
+    return Interrupted(
+        f"stopped by {name} at step {step}; checkpoint saved, run again to resume", 128 + signum
+    )
 
 
 def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) -> FitResult:
@@ -191,7 +226,7 @@ def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) ->
     samples_dir = workdir / "samples"
     try:
         with activate(mesh):
-            with _sigterm_flag() as sigterm:
+            with _stop_request() as stop:
                 state, shardings = create_train_state(
                     system.init_variables, system.tx, mesh, jax.random.PRNGKey(config.seed)
                 )
@@ -225,9 +260,8 @@ def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) ->
                         train_seconds + time.perf_counter() - tick - paused >= config.max_train_seconds
                     )
                     is_last = step == config.num_steps or out_of_time
-                    if step % config.log_every == 0 or is_last or sigterm["set"]:
-                        means = _mean_metrics(history)
-                        _check_finite(means, step, last_saved, workdir)
+                    if step % config.log_every == 0 or is_last or stop["signal"]:
+                        means = _check_finite(history, step, last_saved, workdir)
                         elapsed = time.perf_counter() - tick - paused
                         train_seconds += elapsed
                         means |= {
@@ -246,25 +280,26 @@ def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) ->
                         # one key for every periodic sample, so the pictures show progress on the same noise
                         outputs = system.sample(state, jax.random.PRNGKey(config.seed))
                         system.write_samples(outputs, samples_dir, f"step_{step:07d}")
-                    if step % config.checkpoint_every == 0 or is_last or sigterm["set"]:
+                    if step % config.checkpoint_every == 0 or is_last or stop["signal"]:
                         if history:  # never save a state whose loss has not been checked
-                            _check_finite(_mean_metrics(history), step, last_saved, workdir)
+                            _check_finite(history, step, last_saved, workdir)
                         checkpointer.save(step, state, train_iterator)
                         last_saved = step
                     paused += time.perf_counter() - pause_start
                     if out_of_time:
                         bar.write(f"stopping at step {step}: config.train.max_train_seconds reached")
                         break
-                    if sigterm["set"]:
+                    if stop["signal"]:
                         checkpointer.wait()
-                        raise _interrupted(step)
+                        raise _interrupted(stop["signal"], step)
                 bar.close()
                 checkpointer.wait()
-            if sigterm["set"]:  # arrived after the last step's check; that step is saved
-                raise _interrupted(int(state.step))
+            if stop["signal"]:  # arrived after the last step's check; that step is saved
+                raise _interrupted(stop["signal"], int(state.step))
             # Outside the handler: a SIGTERM during the final evaluation and samples ends the process at
             # once, as it should (the last checkpoint is already written).
             final = evaluate(system, state, eval_step, mesh, config.final_eval_batches or None)
+            _check_final_eval(final, int(state.step), workdir)
             writer.write(int(state.step), "eval", final)
             (workdir / "eval.json").write_text(json.dumps({"step": int(state.step), **final}, indent=2))
             outputs = system.sample(state, jax.random.PRNGKey(config.seed))
