@@ -151,6 +151,8 @@ def _cmd_chat(args: argparse.Namespace) -> None:
 
     from aigc_jax.train import loop
 
+    if not 0 < args.top_p <= 1 or args.beam < 0:
+        raise UserError(f"--top-p must be in (0, 1] and --beam 0 or more, not {args.top_p} and {args.beam}")
     workdir = pathlib.Path(args.workdir)
     system, state, mesh = _restore(workdir)
     if not hasattr(system, "reply"):

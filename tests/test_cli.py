@@ -158,6 +158,7 @@ def test_loop_settings_below_one_are_refused_before_any_checkpoint_is_touched(
     ("name", "override", "message"),
     [
         ("cnn_fashion", "--config.model.arch=vgg", "unknown config.model.arch 'vgg'"),
+        ("cnn_fashion", "--config.model.stage_features=(8,)", "need one entry per stage each"),
         ("gpt_shakespeare", "--config.model.embed_dim=33", "must be a multiple of config.model.num_heads"),
         ("gpt_shakespeare", "--config.model.dtype=bf16", "config.model.dtype 'bf16' is not one of"),
         ("gpt_shakespeare", "--config.optim.accumulation_steps=0", "accumulation_steps must be at least 1"),
@@ -175,6 +176,7 @@ def test_sample_options_take_the_type_of_their_defaults(capsys, trained):
     assert cli.main([*args, "--prompt", "42"]) == 0  # a number-like prompt stays text
     assert capsys.readouterr().out.count("42") >= 1
     assert "--temperature='hot' is not a valid float" in _error(capsys, [*args, "--temperature", "hot"])
+    assert "num_tokens must be 0 or more, not -5" in _error(capsys, [*args[:-2], "--num-tokens", "-5"])
 
 
 def test_not_a_workdir(capsys, tmp_path):

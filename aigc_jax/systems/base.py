@@ -75,4 +75,10 @@ def sample_options(defaults: ml_collections.ConfigDict, options: dict[str, Any])
             return value
         return config_lib.convert(f"--{name.replace('_', '-')}", value, defaults[name])
 
-    return defaults.to_dict() | {k: typed(k, v) for k, v in options.items() if v is not None}
+    chosen = defaults.to_dict() | {k: typed(k, v) for k, v in options.items() if v is not None}
+    for name, value in chosen.items():  # counts, lengths, temperatures, top-k / top-p, beam sizes
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            raise UserError(f"sample option {name} must be 0 or more, not {value}")
+    if not 0 < chosen.get("top_p", 1.0) <= 1:
+        raise UserError(f"sample option top_p is a probability mass in (0, 1], not {chosen['top_p']}")
+    return chosen

@@ -110,6 +110,11 @@ def make_model(model_config: ml_collections.ConfigDict, num_classes: int) -> Any
         return SeedCNN(num_classes)
     if model_config.arch == "vgg_bn":
         m = model_config
+        if len(m.stage_features) != len(m.stage_convs):
+            raise UserError(
+                f"config.model.stage_features {tuple(m.stage_features)} and stage_convs "
+                f"{tuple(m.stage_convs)} need one entry per stage each"
+            )
         return VggBnCNN(num_classes, tuple(m.stage_features), tuple(m.stage_convs), m.hidden, m.dropout)
     raise UserError(f"unknown config.model.arch {model_config.arch!r}; use vgg_bn or seed")
 
