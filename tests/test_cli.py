@@ -159,6 +159,8 @@ def test_loop_settings_below_one_are_refused_before_any_checkpoint_is_touched(
     [
         ("cnn_fashion", "--config.model.arch=vgg", "unknown config.model.arch 'vgg'"),
         ("cnn_fashion", "--config.model.stage_features=(8,)", "need one entry per stage each"),
+        ("unet_fashion_scenes", "--config.data.name=digits", "gives no 'mask' for its images"),
+        ("transformer_g2p", "--config.data.name=chitchat", "has no pronunciations"),
         ("gpt_shakespeare", "--config.model.embed_dim=33", "must be a multiple of config.model.num_heads"),
         ("gpt_shakespeare", "--config.model.dtype=bf16", "config.model.dtype 'bf16' is not one of"),
         ("gpt_shakespeare", "--config.optim.accumulation_steps=0", "accumulation_steps must be at least 1"),

@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 
 from aigc_jax.data import catalog, in_memory
+from aigc_jax.errors import UserError
 
 
 def data_config(name: str, eval_split: str = "validation") -> ml_collections.ConfigDict:
@@ -30,16 +31,25 @@ class ImageSplits:
         global_batch_size: int,
         seed: int,
         augment: in_memory.Augment | None = None,
+        target: str = "label",
     ):
         self.config = config
         self.global_batch_size = global_batch_size
         self.seed = seed
         self.augment = augment
+        self.target = target  # "label" (one class per image) or "mask" (one per pixel)
         self.class_names = catalog.get_spec(config.name).class_names
 
     @functools.cache  # noqa: B019 -- one instance per system, kept for the system's lifetime
     def arrays(self, split: str) -> dict[str, np.ndarray]:
-        return catalog.arrays(self.config.name, split, self.config.dir or None)
+        arrays = catalog.arrays(self.config.name, split, self.config.dir or None)
+        if self.target not in arrays:
+            kind = "a class per pixel (a mask)" if self.target == "mask" else "a class per image"
+            raise UserError(
+                f"data set {self.config.name} gives no {self.target!r} for its images; this system needs "
+                f"{kind}: choose another --config.data.name"
+            )
+        return arrays
 
     @property
     def num_classes(self) -> int:

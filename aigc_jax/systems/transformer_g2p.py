@@ -121,6 +121,10 @@ def load_split(data_config: ml_collections.ConfigDict, split: str) -> list[tuple
     """(word, its distinct pronunciations) for every word of a split, in the data set's order."""
     entries = []
     for record in catalog.records(data_config.name, split, data_config.dir or None):
+        if "pronunciations" not in record:
+            raise UserError(
+                f"data set {data_config.name} has no pronunciations; transformer_g2p trains on cmudict_g2p"
+            )
         pronunciations = [tuple(line.split()) for line in record["pronunciations"].split("\n")]
         if not data_config.keep_stress:
             pronunciations = [tuple(strip_stress(p) for p in phones) for phones in pronunciations]

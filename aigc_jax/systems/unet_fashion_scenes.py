@@ -115,7 +115,7 @@ class UnetFashionScenes(images.ImageDataMethods):
     def __post_init__(self) -> None:
         c = self.config
         self.data = images.ImageSplits(
-            c.data, c.train.batch_size, c.train.seed, in_memory.Augment(**c.augment)
+            c.data, c.train.batch_size, c.train.seed, in_memory.Augment(**c.augment), target="mask"
         )
         self.model = UNet(self.data.num_classes, tuple(self.config.model.level_features))
         self.tx, self.schedule = optim.make_optimizer(self.config.optim, self.config.train.num_steps)
