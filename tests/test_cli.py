@@ -144,7 +144,9 @@ def test_a_train_that_cannot_restore_keeps_the_config_of_the_checkpoints(capsys,
     assert cli.main(["eval", "--workdir", str(other)]) == 0
 
 
-@pytest.mark.parametrize("setting", ["keep_checkpoints=0", "log_every=0", "checkpoint_every=-1"])
+@pytest.mark.parametrize(
+    "setting", ["keep_checkpoints=0", "log_every=0", "checkpoint_every=-1", "batch_size=0"]
+)
 def test_loop_settings_below_one_are_refused_before_any_checkpoint_is_touched(
     capsys, trained, tmp_path, setting
 ):

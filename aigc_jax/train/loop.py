@@ -196,7 +196,7 @@ class FitResult:
 def _check_loop_config(config: ml_collections.ConfigDict) -> None:
     """Settings that would otherwise fail mid-run (a division by zero) or, for `keep_checkpoints` < 1,
     make Orbax delete every checkpoint in the workdir."""
-    for key in ("num_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
+    for key in ("num_steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
         if config[key] < 1:
             raise UserError(f"config.train.{key} must be at least 1, not {config[key]}")
     for key in ("eval_every", "eval_batches", "final_eval_batches", "max_train_seconds"):
