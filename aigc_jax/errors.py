@@ -35,6 +35,9 @@ def exit_code_of(main: Callable[[], None]) -> int:
     except Interrupted as error:
         print(str(error), file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
+    except (
+        KeyboardInterrupt
+    ):  # training saves and stops on its own first Ctrl-C (loop.fit); this is any other
+        print("interrupted (Ctrl-C)", file=sys.stderr)
         return 130
     return 0

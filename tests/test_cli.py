@@ -180,7 +180,10 @@ def test_sample_options_take_the_type_of_their_defaults(capsys, trained):
     assert cli.main([*args, "--prompt", "42"]) == 0  # a number-like prompt stays text
     assert capsys.readouterr().out.count("42") >= 1
     assert "--temperature='hot' is not a valid float" in _error(capsys, [*args, "--temperature", "hot"])
-    assert "num_tokens must be 0 or more, not -5" in _error(capsys, [*args[:-2], "--num-tokens", "-5"])
+    assert "--num-tokens must be 0 or more, not -5" in _error(capsys, [*args[:-2], "--num-tokens", "-5"])
+    assert "sample takes no --bogus-option; its options: --num," in _error(
+        capsys, [*args, "--bogus-option", "1"]
+    )
 
 
 def test_not_a_workdir(capsys, tmp_path):

@@ -68,17 +68,24 @@ def sample_options(defaults: ml_collections.ConfigDict, options: dict[str, Any])
     text and `--temperature hot` is a `UserError`."""
     unknown = set(options) - set(defaults)
     if unknown:
-        raise UserError(f"unknown sample option(s) {sorted(unknown)}; known: {sorted(defaults)}")
+        flags = [_flag(name) for name in sorted(unknown)]
+        known = [_flag(name) for name in sorted(defaults)]
+        raise UserError(f"this system's sample takes no {', '.join(flags)}; its options: {', '.join(known)}")
 
     def typed(name: str, value: Any) -> Any:
         if not isinstance(value, str):
             return value
-        return config_lib.convert(f"--{name.replace('_', '-')}", value, defaults[name])
+        return config_lib.convert(_flag(name), value, defaults[name])
 
     chosen = defaults.to_dict() | {k: typed(k, v) for k, v in options.items() if v is not None}
     for name, value in chosen.items():  # counts, lengths, temperatures, top-k / top-p, beam sizes
         if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-            raise UserError(f"sample option {name} must be 0 or more, not {value}")
+            raise UserError(f"{_flag(name)} must be 0 or more, not {value}")
     if not 0 < chosen.get("top_p", 1.0) <= 1:
-        raise UserError(f"sample option top_p is a probability mass in (0, 1], not {chosen['top_p']}")
+        raise UserError(f"--top-p is a probability mass in (0, 1], not {chosen['top_p']}")
     return chosen
+
+
+def _flag(option: str) -> str:
+    """The command-line flag of a sample option (`aigc-jax sample --num` sets `num_samples`)."""
+    return "--num" if option == "num_samples" else f"--{option.replace('_', '-')}"
