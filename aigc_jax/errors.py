@@ -35,9 +35,8 @@ def exit_code_of(main: Callable[[], None]) -> int:
     except Interrupted as error:
         print(str(error), file=sys.stderr)
         return error.exit_code
-    except (
-        KeyboardInterrupt
-    ):  # training saves and stops on its own first Ctrl-C (loop.fit); this is any other
+    # training handles its own first Ctrl-C (a checkpoint, then Interrupted); this is any other
+    except KeyboardInterrupt:
         print("interrupted (Ctrl-C)", file=sys.stderr)
         return 130
     return 0
