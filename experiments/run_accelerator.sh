@@ -11,8 +11,9 @@
 #   presets' soft-Jaccard loss term at weight 1, which the earlier unet runs did not have;
 # - unet_fresh_scenes_no_jaccard: the same without it (`train.jaccard_weight=0`; on the cpu preset weight
 #   1 gained 0.008 and 0.012 validation mean IoU in two seeds);
-# - unet_fresh_scenes_batch64: unet_fresh_scenes with batches of 64 scenes (twice the scenes seen; a step
-#   of 32 leaves the GPU mostly idle, so it should cost little time);
+# - unet_fresh_scenes_batch64: unet_fresh_scenes with batches of 64 scenes (twice the scenes seen; at
+#   stop 10 the U-Net's steps of 32 ran about as fast beside two other jobs as alone, 168.8 s against
+#   162.9 s for 20,000, so the GPU had room to spare — how much a step of 64 costs is not yet measured);
 # - g2p: transformer_g2p `full` (4 + 4 layers x 256, 20,000 steps of 256 words);
 # - gans: the MLP GAN against the DCGAN (`full`, width 128) for the same GAN_SECONDS (default 170) of
 #   training each, one after the other, scored by the CLASSIFIER's features; the two evaluations and

@@ -43,8 +43,9 @@ def lovasz_softmax(logits: jax.Array, labels: jax.Array, bins: int = 1024) -> ja
     indicator of label c, p the softmax probability of c): take the errors largest first and weigh each by
     how much 1 - IoU_c grows when its pixel joins the mistaken set. It is the tight convex surrogate of
     1 - IoU_c, equal to it for one-hot probabilities. Errors are ordered by `bins` equal bins instead of
-    a sort (pixels in one bin share its weight; the value differs from the sorted one by < 1 / `bins`):
-    XLA's CPU sorts a batch's million errors in ~400 ms, bins them in ~10.
+    a sort (pixels in one bin share its weight; as the weights are >= 0 and sum to at most 1 per class,
+    the value differs from the sorted one by < 2 / `bins`): XLA's CPU sorts a batch's 1.4 M errors in
+    ~400 ms, bins them in ~10 (~30 with the gradient).
     """
     num_classes = logits.shape[-1]
     probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).reshape(-1, num_classes)
