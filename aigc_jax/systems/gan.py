@@ -9,11 +9,12 @@ images for both updates and never detaches them. Here each step
 2. draws new noise and updates the generator with the non-saturating loss −log D(G(z)) (Goodfellow et
    al., 2014), through the just-updated discriminator.
 
-Evaluation, on the 10,000 test images and as many generated ones: `fd_fashion`, the Fréchet distance
+Evaluation, on a split's real images and as many generated ones (training watches the 5,000 validation
+images; experiments/gans_fashion.py reports the 10,000 test images): `fd_fashion`, the Fréchet distance
 between the two sets in the feature space of a trained `cnn_fashion` classifier's penultimate layer
 (FID's formula in a Fashion-MNIST feature space — not Inception FID, and not comparable with it), and
 `class_entropy`, the entropy of that classifier's predicted classes over the generated images (mode
-coverage), beside `real_class_entropy` of the test images. Both need `config.eval.classifier_workdir`;
+coverage), beside `real_class_entropy` of the real images. Both need `config.eval.classifier_workdir`;
 without it only the discriminator's accuracies are reported.
 """
 
@@ -42,7 +43,8 @@ NETWORKS = ("generator", "discriminator")
 def gan_config(name: str, preset: str, presets: tuple[str, ...]) -> ml_collections.ConfigDict:
     """Settings both GANs share; each system module adds its model and presets."""
     config = loop.system_config(name, preset, presets)
-    config.data = images.data_config("fashion_mnist", eval_split="test")
+    # training watches the validation split; experiments/gans_fashion.py reads the test split once, at the end
+    config.data = images.data_config("fashion_mnist")
     config.eval = ml_collections.ConfigDict({"classifier_workdir": ""})  # a cnn_fashion workdir
     config.sample = ml_collections.ConfigDict({"num_samples": 64, "columns": 8})
     # Adam 2e-4 as in the source; β1 = 0.5 as in DCGAN (Radford et al.), for both networks.
