@@ -166,6 +166,10 @@ def test_loop_settings_below_one_are_refused_before_any_checkpoint_is_touched(
         ("gpt_shakespeare", "--config.model.embed_dim=33", "must be a multiple of config.model.num_heads"),
         ("gpt_shakespeare", "--config.model.dtype=bf16", "config.model.dtype 'bf16' is not one of"),
         ("gpt_shakespeare", "--config.optim.accumulation_steps=0", "accumulation_steps must be at least 1"),
+        ("cnn_fashion", "--config.model.dropout=1.5", "config.model.dropout must be in [0, 1), not 1.5"),
+        ("cnn_fashion", "--config.augment.erase_probability=-0.1", "erase_probability must be in [0, 1]"),
+        ("cnn_fashion", "--config.data.eval_split=nope", "has no split 'nope'"),
+        ("gpt_shakespeare", "--config.model.max_len=0", "set --config.model.max_len to 1 or more"),
     ],
 )
 def test_bad_config_values_are_one_line_errors_and_write_nothing(capsys, tmp_path, name, override, message):

@@ -66,7 +66,9 @@ def lm_train_dataset(
 
 def num_train_examples(n_tokens: int, seq_len: int) -> int:
     """How many training windows (start offsets) a stream of `n_tokens` has."""
-    if seq_len < 1 or n_tokens < seq_len + 1:
+    if seq_len < 1:
+        raise UserError(f"windows of {seq_len} tokens hold nothing; set --config.model.max_len to 1 or more")
+    if n_tokens < seq_len + 1:
         raise UserError(
             f"The text has {n_tokens} tokens, too few for windows of seq_len={seq_len} (plus one target); "
             f"lower --config.model.max_len or use a larger data set."

@@ -155,3 +155,27 @@ def record_config(workdir: str | pathlib.Path, config: ml_collections.ConfigDict
     path = pathlib.Path(workdir) / CONFIG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(to_json(config))
+
+
+def _leaves(config: ml_collections.ConfigDict, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, value) of every setting that is not itself a group of settings."""
+    leaves = []
+    for name, value in config.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            leaves.extend(_leaves(value, prefix + name + "."))
+        else:
+            leaves.append((prefix + name, value))
+    return leaves
+
+
+def check_fractions(config: ml_collections.ConfigDict) -> None:
+    """Refuses a dropout rate or label smoothing outside [0, 1), or a probability outside [0, 1], found by
+    how the setting's name ends; they would otherwise train silently on nonsense (dropout 1.5 keeps a
+    negative share of the units)."""
+    for key, value in _leaves(config):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if key.endswith(("dropout", "smoothing")) and not 0 <= value < 1:
+            raise UserError(f"config.{key} must be in [0, 1), not {value}")
+        if key.endswith("probability") and not 0 <= value <= 1:
+            raise UserError(f"config.{key} must be in [0, 1], not {value}")

@@ -218,6 +218,7 @@ def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) ->
     config."""
     config = system.config.train
     _check_loop_config(config)
+    config_lib.check_fractions(system.config)
     mesh_lib.check_batch_size(config.batch_size, mesh)
     workdir = pathlib.Path(workdir)
     config_lib.check_workdir(workdir, system.config)
@@ -231,6 +232,8 @@ def fit(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) ->
                     system.init_variables, system.tx, mesh, jax.random.PRNGKey(config.seed)
                 )
                 train_iterator = iter(system.train_dataset())
+                # a missing or misnamed evaluation split fails now, not at the first evaluation
+                next(iter(system.eval_batches(1)), None)
                 last_saved = checkpointer.latest_step()
                 if last_saved is not None:
                     state = checkpointer.restore(
