@@ -139,7 +139,8 @@ def test_a_train_that_cannot_restore_keeps_the_config_of_the_checkpoints(capsys,
     other = shutil.copytree(trained, tmp_path / "other")
     recorded = (other / "config.json").read_text()
     err = _error(capsys, _smoke_train(other, "--config.model.embed_dim=48"))
-    assert "cannot restore the checkpoint" in err
+    assert "cannot restore the checkpoint" in err and "it was trained with another model shape" in err
+    assert "params/h_0/attn/proj_bias is (32,) there, (48,) here" in err  # names the weights that differ
     assert (other / "config.json").read_text() == recorded  # eval and sample still restore
     assert cli.main(["eval", "--workdir", str(other)]) == 0
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import grain
+import jax
 import orbax.checkpoint as ocp
 
 from aigc_jax.errors import UserError
@@ -76,12 +77,19 @@ class Checkpointer:
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as error:  # Orbax raises many types for a damaged or mismatched checkpoint.
+            path = self.directory / str(step)
+            differences = _weight_differences(abstract_state, path / "state")
+            if differences:
+                raise UserError(
+                    f"cannot restore the checkpoint {path}: it was trained with another model shape "
+                    f"({differences}). Train in a new --workdir, or pass the settings that run was trained "
+                    f"with (its {path.parent.parent / 'config.json'})"
+                ) from error
             first_line = (str(error).splitlines() or [""])[0][:300]
             reason = f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
             raise UserError(
-                f"cannot restore the checkpoint {self.directory / str(step)} ({reason}). If it is damaged, "
-                "move that step folder away to resume from the previous one; if the config changed shape, "
-                "train in a new --workdir"
+                f"cannot restore the checkpoint {path} ({reason}). If it is damaged, move that step folder "
+                "away to resume from the previous one; if the config changed shape, train in a new --workdir"
             ) from error
         return restored["state"]
 
@@ -91,3 +99,36 @@ class Checkpointer:
     def close(self) -> None:
         self._manager.wait_until_finished()
         self._manager.close()
+
+
+def _weights(tree: Any) -> dict[str, tuple[int, ...]]:
+    """'params/Conv_0/kernel' → shape, for the model's weights and statistics (`params`, `model_state`):
+    the parts of a train state that are plain nested dicts both here and in a checkpoint's metadata."""
+    shapes = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        names = [str(getattr(key, "key", getattr(key, "name", getattr(key, "idx", key)))) for key in path]
+        if names and names[0] in ("params", "model_state"):
+            shapes["/".join(names)] = tuple(getattr(leaf, "shape", ()))
+    return shapes
+
+
+def _weight_differences(abstract_state: Any, state_directory: pathlib.Path, shown: int = 3) -> str:
+    """How the weights this config makes differ from a checkpoint's ('' when they match or the checkpoint's
+    metadata cannot be read — then the checkpoint itself is the likelier problem)."""
+    try:
+        with _quiet_absl():
+            stored = ocp.StandardCheckpointer().metadata(state_directory).item_metadata
+    except Exception:  # a damaged checkpoint: the caller reports Orbax's own error
+        return ""
+    here, there = _weights(abstract_state), _weights(stored)
+    if not there:  # damaged metadata reads as an empty tree
+        return ""
+    lines = [
+        f"{name} is {there[name]} there, {shape} here"
+        for name, shape in here.items()
+        if name in there and there[name] != shape
+    ]
+    lines += [f"{name} is only here" for name in here if name not in there]
+    lines += [f"{name} is only there" for name in there if name not in here]
+    more = f"; and {len(lines) - shown} more" if len(lines) > shown else ""
+    return "; ".join(lines[:shown]) + more
