@@ -149,10 +149,12 @@ def _cmd_chat(args: argparse.Namespace) -> None:
     and the whole history is the context of the next reply. Works with piped stdin."""
     import jax
 
+    from aigc_jax.systems.base import check_top_p
     from aigc_jax.train import loop
 
-    if not 0 < args.top_p <= 1 or args.beam < 0:
-        raise UserError(f"--top-p must be in (0, 1] and --beam 0 or more, not {args.top_p} and {args.beam}")
+    check_top_p(args.top_p)
+    if args.beam < 0:
+        raise UserError(f"--beam must be 0 or more, not {args.beam}")
     workdir = pathlib.Path(args.workdir)
     system, state, mesh = _restore(workdir)
     if not hasattr(system, "reply"):

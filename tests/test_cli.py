@@ -191,6 +191,12 @@ def test_sample_options_take_the_type_of_their_defaults(capsys, trained):
     )
 
 
+def test_chat_decoding_options_are_checked_before_loading(capsys, tmp_path):
+    chat = ["chat", "--workdir", str(tmp_path)]
+    assert "--top-p is a probability mass in (0, 1], not 1.5" in _error(capsys, [*chat, "--top-p", "1.5"])
+    assert "--beam must be 0 or more, not -1" in _error(capsys, [*chat, "--beam", "-1"])
+
+
 def test_not_a_workdir(capsys, tmp_path):
     assert "not a training workdir" in _error(capsys, ["eval", "--workdir", str(tmp_path)])
 

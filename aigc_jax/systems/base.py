@@ -81,9 +81,14 @@ def sample_options(defaults: ml_collections.ConfigDict, options: dict[str, Any])
     for name, value in chosen.items():  # counts, lengths, temperatures, top-k / top-p, beam sizes
         if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
             raise UserError(f"{_flag(name)} must be 0 or more, not {value}")
-    if not 0 < chosen.get("top_p", 1.0) <= 1:
-        raise UserError(f"--top-p is a probability mass in (0, 1], not {chosen['top_p']}")
+    check_top_p(chosen.get("top_p", 1.0))
     return chosen
+
+
+def check_top_p(top_p: float) -> None:
+    """Top-p sampling keeps the likeliest tokens whose probabilities sum to `top_p`: a mass in (0, 1]."""
+    if not 0 < top_p <= 1:
+        raise UserError(f"--top-p is a probability mass in (0, 1], not {top_p}")
 
 
 def _flag(option: str) -> str:
