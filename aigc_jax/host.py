@@ -21,6 +21,7 @@ KEEP_DEFAULTS_ENV = "AIGC_JAX_MALLOC_DEFAULTS"
 # mallopt() parameters, from glibc's <malloc.h>
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 _KEEP_FREED = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))
+_kept = False  # whether keep_freed_memory succeeded in this process
 
 
 def keep_freed_memory() -> bool:
@@ -29,9 +30,16 @@ def keep_freed_memory() -> bool:
     Takes full effect only before JAX first computes: a thread that has already allocated keeps its
     own arena, whose large blocks are mmap()s. With mmap() off, glibc still falls back to it when the
     main heap cannot grow, so no allocation fails that would have succeeded."""
+    global _kept
     if os.environ.get(KEEP_DEFAULTS_ENV, "") not in ("", "0"):
         return False
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL("libc.so.6")
-    return all(libc.mallopt(parameter, value) == 1 for parameter, value in _KEEP_FREED)
+    _kept = all(libc.mallopt(parameter, value) == 1 for parameter, value in _KEEP_FREED)
+    return _kept
+
+
+def malloc_setting() -> str:
+    """How this process's malloc treats freed memory, in words for result files."""
+    return "glibc keeps freed memory (aigc_jax/host.py)" if _kept else "the platform's default"

@@ -13,6 +13,8 @@ from typing import Any
 
 import jax
 
+from aigc_jax import host
+
 _IMPORTED = time.time()  # scripts import this module first thing, so this approximates their start
 
 
@@ -56,7 +58,8 @@ def command_line() -> str:
 
 
 def write(path: str | pathlib.Path, **fields: Any) -> dict[str, Any]:
-    """Writes `fields` plus command, hardware, git commit and date as JSON; returns the record.
+    """Writes `fields` plus command, hardware, malloc setting, git commit and date as JSON; returns the
+    record.
 
     `wall_seconds`, unless given, is the time since this module was imported (the script's run).
     """
@@ -65,6 +68,7 @@ def write(path: str | pathlib.Path, **fields: Any) -> dict[str, Any]:
         **fields,
         "command": command_line(),
         "hardware": hardware(),
+        "malloc": host.malloc_setting(),
         "git_commit": git_commit(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

@@ -57,3 +57,13 @@ def test_freed_blocks_are_reused_not_faulted_in_again():
 def test_opting_out_keeps_glibcs_behaviour():
     # each round maps a fresh block and faults every page in
     assert _page_faults(**{host.KEEP_DEFAULTS_ENV: "1"}) > 4 * PAGES
+
+
+@glibc_only
+def test_result_files_say_how_malloc_ran(tmp_path):
+    from aigc_jax import results
+
+    if os.environ.get(host.KEEP_DEFAULTS_ENV, "") not in ("", "0"):
+        pytest.skip("this test run opted out")
+    record = results.write(tmp_path / "result.json", metrics={})
+    assert record["malloc"] == "glibc keeps freed memory (aigc_jax/host.py)"
