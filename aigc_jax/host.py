@@ -8,13 +8,13 @@ minor faults and ~230 ms of kernel time in a 470-ms G2P step. With all threads o
 mmap() off and trimming off, the next step reuses the freed pages (what preloading tcmalloc achieves,
 without a preload): the G2P step took 350 ms with no page faults.
 
-The cost is memory: the heap never shrinks, and freed blocks of several sizes stay in it. G2P training,
-whose length buckets give steps of several sizes, peaked at 2.96 GB resident against 1.67 GB with glibc's
-defaults (and trained 8% more steps in the same two minutes; README, Benchmarks).
-
-`aigc_jax/__init__.py` calls `keep_freed_memory` on import, so the CLI, the experiments, the benchmarks
-(both of their contenders) and the tests all run this way. `AIGC_JAX_MALLOC_DEFAULTS=1` leaves glibc as
-it is.
+Only steps whose scratch outgrows glibc's thread arenas (64 MiB heaps) gain: the transformer systems
+(gpt_shakespeare, transformer_g2p, dialogue_chitchat) call `keep_freed_memory` when built. The convnets'
+steps need far less, and for them one shared arena costs more than it saves: the `cnn_fashion` step alone
+took 47, 44 and 50 ms with it against 41, 43 and 45 ms without (alternating processes). It also costs
+memory, as the heap never shrinks and keeps freed blocks of several sizes: G2P training, whose length
+buckets make steps of several sizes, peaked at 2.96 GB resident against 1.67 GB (and trained 8% more
+steps in the same two minutes; README, Benchmarks). `AIGC_JAX_MALLOC_DEFAULTS=1` leaves glibc as it is.
 """
 
 import ctypes
@@ -31,9 +31,10 @@ _kept = False  # whether keep_freed_memory succeeded in this process
 def keep_freed_memory() -> bool:
     """Makes glibc's malloc keep and reuse freed memory; returns whether it did (glibc, not opted out).
 
-    Takes full effect only before JAX first computes: a thread that has already allocated keeps its
-    own arena, whose large blocks are mmap()s. With mmap() off, glibc still falls back to it when the
-    main heap cannot grow, so no allocation fails that would have succeeded."""
+    Takes full effect before JAX first computes: a thread that has already allocated keeps its own
+    arena, whose large blocks are mmap()s (called after a few G2P steps it still removed 90% of their
+    page faults). With mmap() off, glibc still falls back to it when the main heap cannot grow, so no
+    allocation fails that would have succeeded."""
     global _kept
     if os.environ.get(KEEP_DEFAULTS_ENV, "") not in ("", "0"):
         return False

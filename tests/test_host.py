@@ -1,4 +1,4 @@
-"""The C heap keeps freed memory for reuse once aigc_jax is imported (aigc_jax/host.py)."""
+"""The C heap keeps freed memory for reuse after host.keep_freed_memory() (aigc_jax/host.py)."""
 
 import os
 import platform
@@ -13,10 +13,12 @@ BLOCK = 64 << 20
 PAGES = BLOCK // 4096
 
 # A worker thread (as XLA's are) allocates, touches and frees a block larger than glibc's mmap threshold
-# five times; the probe prints the minor page faults that cost.
+# five times; the probe prints whether the heap was set and the minor page faults the rounds cost.
 PROBE = f"""
-import ctypes, resource, threading
-import aigc_jax  # noqa: F401
+import ctypes, resource, sys, threading
+from aigc_jax import host
+
+kept = host.keep_freed_memory() if sys.argv[1:] == ["keep"] else False
 
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
@@ -32,7 +34,7 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 thread = threading.Thread(target=churn)
 thread.start()
 thread.join()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 glibc_only = pytest.mark.skipif(
@@ -40,30 +42,50 @@ glibc_only = pytest.mark.skipif(
 )
 
 
-def _page_faults(**env: str) -> int:
+def _probe(*args: str, **env: str) -> tuple[bool, int]:
     environ = {k: v for k, v in os.environ.items() if k != host.KEEP_DEFAULTS_ENV} | env
-    probe = subprocess.run([sys.executable, "-c", PROBE], env=environ, capture_output=True, text=True)
+    probe = subprocess.run([sys.executable, "-c", PROBE, *args], env=environ, capture_output=True, text=True)
     assert probe.returncode == 0, probe.stderr
-    return int(probe.stdout.strip())
+    kept, faults = probe.stdout.split()
+    return kept == "True", int(faults)
 
 
 @glibc_only
 def test_freed_blocks_are_reused_not_faulted_in_again():
-    # first touch only: the four later rounds reuse the pages
-    assert _page_faults() < 2 * PAGES
+    kept, faults = _probe("keep")
+    assert kept
+    assert faults < 2 * PAGES  # first touch only: the four later rounds reuse the pages
+
+
+@glibc_only
+def test_glibc_as_it_comes_faults_every_round_in():
+    kept, faults = _probe()
+    assert not kept
+    assert faults > 4 * PAGES  # each round maps a fresh block: what keep_freed_memory is for
 
 
 @glibc_only
 def test_opting_out_keeps_glibcs_behaviour():
-    # each round maps a fresh block and faults every page in
-    assert _page_faults(**{host.KEEP_DEFAULTS_ENV: "1"}) > 4 * PAGES
+    kept, faults = _probe("keep", **{host.KEEP_DEFAULTS_ENV: "1"})
+    assert not kept
+    assert faults > 4 * PAGES
 
 
-@glibc_only
-def test_result_files_say_how_malloc_ran(tmp_path):
+def test_result_files_say_how_malloc_ran(tmp_path, monkeypatch):
     from aigc_jax import results
 
-    if os.environ.get(host.KEEP_DEFAULTS_ENV, "") not in ("", "0"):
-        pytest.skip("this test run opted out")
-    record = results.write(tmp_path / "result.json", metrics={})
-    assert record["malloc"] == "glibc keeps freed memory (aigc_jax/host.py)"
+    for kept, words in (
+        (True, "glibc keeps freed memory (aigc_jax/host.py)"),
+        (False, "the platform's default"),
+    ):
+        monkeypatch.setattr(host, "_kept", kept)
+        assert results.write(tmp_path / "result.json", metrics={})["malloc"] == words
+
+
+def test_transformer_systems_keep_freed_memory_when_built(monkeypatch):
+    from aigc_jax.systems import transformer_g2p
+
+    calls = []
+    monkeypatch.setattr(host, "keep_freed_memory", lambda: calls.append(True))
+    transformer_g2p.TransformerG2p(transformer_g2p.get_config("smoke"), transformer_g2p.Phonemes(["AA", "B"]))
+    assert calls == [True]

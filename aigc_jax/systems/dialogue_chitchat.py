@@ -44,7 +44,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from aigc_jax import decoding
+from aigc_jax import decoding, host
 from aigc_jax.data import catalog, in_memory, text
 from aigc_jax.errors import UserError
 from aigc_jax.models.gpt import GPT, size_fields
@@ -202,6 +202,7 @@ class DialogueChitchat:
     tokenizer: text.Tokenizer
 
     def __post_init__(self) -> None:
+        host.keep_freed_memory()  # its train step's scratch outgrows glibc's thread arenas (aigc_jax/host.py)
         d, m = self.config.data, self.config.model
         self.context_len = m.max_len - d.response_tokens
         if d.response_tokens < 2 or self.context_len < 1:

@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from aigc_jax import decoding
+from aigc_jax import decoding, host
 from aigc_jax.data import catalog, pipeline, text
 from aigc_jax.errors import UserError
 from aigc_jax.models.gpt import GPT, size_fields
@@ -105,6 +105,7 @@ class GptShakespeare:
     tokenizer: text.Tokenizer
 
     def __post_init__(self) -> None:
+        host.keep_freed_memory()  # its train step's scratch outgrows glibc's thread arenas (aigc_jax/host.py)
         m = self.config.model
         vocab_size = m.vocab_size or self.tokenizer.vocab_size
         if vocab_size < self.tokenizer.vocab_size:

@@ -38,7 +38,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from aigc_jax import decoding, metrics
+from aigc_jax import decoding, host, metrics
 from aigc_jax.data import catalog, in_memory, pipeline, text
 from aigc_jax.errors import UserError
 from aigc_jax.models.gpt import size_fields
@@ -225,6 +225,7 @@ class TransformerG2p:
     phonemes: Phonemes
 
     def __post_init__(self) -> None:
+        host.keep_freed_memory()  # its train step's scratch outgrows glibc's thread arenas (aigc_jax/host.py)
         self.model = Transformer(
             source_vocab_size=len(LETTERS) + 1,
             target_vocab_size=self.phonemes.vocab_size,
