@@ -9,12 +9,14 @@ mmap() off and trimming off, the next step reuses the freed pages (what preloadi
 without a preload): the G2P step took 350 ms with no page faults.
 
 Only steps whose scratch outgrows glibc's thread arenas (64 MiB heaps) gain: the transformer systems
-(gpt_shakespeare, transformer_g2p, dialogue_chitchat) call `keep_freed_memory` when built. The convnets'
-steps need far less, and for them one shared arena costs more than it saves: the `cnn_fashion` step alone
-took 47, 44 and 50 ms with it against 41, 43 and 45 ms without (alternating processes). It also costs
-memory, as the heap never shrinks and keeps freed blocks of several sizes: G2P training, whose length
-buckets make steps of several sizes, peaked at 2.96 GB resident against 1.67 GB (and trained 8% more
-steps in the same two minutes; README, Benchmarks). `AIGC_JAX_MALLOC_DEFAULTS=1` leaves glibc as it is.
+call `keep_freed_memory` when built (their `cpu` train steps' scratch, from the compiled step's
+`memory_analysis()`: gpt_shakespeare 127 MiB, dialogue_chitchat 335 MiB, transformer_g2p 424 MiB). The
+convnets' steps need far less (cnn_fashion 29 MiB), and for them one shared arena costs more than it
+saves: the cnn_fashion step alone took 47, 44 and 50 ms with it against 41, 43 and 45 ms without
+(alternating processes). It also costs memory, as the heap never shrinks and keeps freed blocks of
+several sizes: G2P training, whose length buckets make steps of several sizes, peaked at 2.96 GB
+resident against 1.67 GB (and trained 8% more steps in the same two minutes; README, Benchmarks).
+`AIGC_JAX_MALLOC_DEFAULTS=1` leaves glibc as it is.
 """
 
 import ctypes
