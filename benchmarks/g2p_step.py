@@ -6,7 +6,8 @@ Both sides: the preset's model and batch of words at the longest length bucket (
 ids out), the same random batch with padding (word and pronunciation lengths drawn from 3 to 16), label-
 smoothed cross-entropy over the non-padding targets, AdamW with the same hyper-parameters and global-norm
 clipping, float32 and no dropout (whatever the preset says), all cores of this machine. JAX runs the
-system's own jitted `train_step` (the code `aigc-jax train` runs); PyTorch runs
+system's own jitted `train_step` (the code `aigc-jax train` runs; building the system sets glibc to keep
+freed memory, aigc_jax/host.py, for the PyTorch steps in this process too); PyTorch runs
 benchmarks/torch_transformer.py. Asserts equal parameter counts. Steps alternate JAX / PyTorch; medians
 after warm-up. Writes benchmarks/results/transformer_g2p_step__<preset>.json with both times and
 `jax_over_torch` (target ≤ 1.0).

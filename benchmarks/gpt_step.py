@@ -4,7 +4,8 @@
 
 Both sides: same shapes (the preset's model, batch and context), AdamW with the same hyper-parameters and
 global-norm clipping, float32 and no dropout (whatever the preset says), all cores of this machine. JAX
-runs the system's own jitted `train_step` (the code `aigc-jax train` runs). Steps alternate JAX /
+runs the system's own jitted `train_step` (the code `aigc-jax train` runs); building the system sets glibc
+to keep freed memory (aigc_jax/host.py), for the PyTorch steps in this process too. Steps alternate JAX /
 PyTorch; medians after warm-up. Writes
 benchmarks/results/gpt_step__<preset>.json with both times and `jax_over_torch` (target ≤ 1.0).
 """
