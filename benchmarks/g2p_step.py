@@ -98,16 +98,22 @@ def torch_step(system: transformer_g2p.TransformerG2p, batch: dict[str, np.ndarr
     return torch_synchronized(run, device), param_count(model)
 
 
+def setup(preset: str) -> tuple[transformer_g2p.TransformerG2p, dict[str, np.ndarray]]:
+    """The system both sides mirror (float32, no dropout, as the PyTorch side runs) and its batch."""
+    config = transformer_g2p.get_config(preset)
+    config.model.update(dtype="float32", dropout=0.0)
+    system = transformer_g2p.TransformerG2p(config, PHONEMES)
+    return system, random_batch(config.train.batch_size, config.data.length_buckets[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu", choices=transformer_g2p.PRESETS)
     parser.add_argument("--repeats", type=int, default=40)
     args = parser.parse_args()
-    config = transformer_g2p.get_config(args.preset)
-    config.model.update(dtype="float32", dropout=0.0)  # what the PyTorch side runs
-    system = transformer_g2p.TransformerG2p(config, PHONEMES)
-    B, T = config.train.batch_size, config.data.length_buckets[-1]
-    batch = random_batch(B, T)
+    system, batch = setup(args.preset)
+    config = system.config
+    B, T = batch["source"].shape
     run_jax, jax_params = jax_step(system, batch)
     run_torch, torch_params = torch_step(system, batch)
     assert jax_params == torch_params, f"parameter counts differ: jax {jax_params}, torch {torch_params}"

@@ -11,6 +11,7 @@ benchmarks/results/gpt_step__<preset>.json with both times and `jax_over_torch` 
 """
 
 import argparse
+from typing import Any
 
 import jax
 import numpy as np
@@ -66,16 +67,24 @@ def torch_step(config, tokens: np.ndarray, vocab_size: int):
     return torch_synchronized(run, device)
 
 
+def setup(preset: str) -> tuple[Any, np.ndarray]:
+    """The config both sides mirror (float32, no dropout, as the PyTorch side runs) and a batch of
+    random tokens, one longer than the context (inputs and shifted targets)."""
+    config = gpt_shakespeare.get_config(preset)
+    config.model.vocab_size = len(VOCAB) + 1  # + the unknown-character id
+    config.model.update(dtype="float32", dropout=0.0)
+    B, T = config.train.batch_size, config.model.max_len
+    tokens = np.random.default_rng(0).integers(0, config.model.vocab_size, (B, T + 1)).astype(np.int32)
+    return config, tokens
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu", choices=("smoke", "cpu", "full"))
     parser.add_argument("--repeats", type=int, default=40)
     args = parser.parse_args()
-    config = gpt_shakespeare.get_config(args.preset)
-    config.model.vocab_size = len(VOCAB) + 1  # + the unknown-character id
-    config.model.update(dtype="float32", dropout=0.0)  # what the PyTorch side runs
+    config, tokens = setup(args.preset)
     B, T = config.train.batch_size, config.model.max_len
-    tokens = np.random.default_rng(0).integers(0, config.model.vocab_size, (B, T + 1)).astype(np.int32)
     times = alternate(
         {"jax": jax_step(config, tokens), "torch": torch_step(config, tokens, config.model.vocab_size)},
         repeats=args.repeats,

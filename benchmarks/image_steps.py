@@ -121,12 +121,17 @@ def torch_gan_step(config: Any, batch: dict[str, np.ndarray]) -> tuple[Callable[
     return torch_synchronized(run, device), param_count(generator) + param_count(discriminator)
 
 
-def benchmark(name: str, repeats: int) -> None:
-    module = SYSTEMS[name]
-    config = module.get_config(PRESET)
+def setup(name: str) -> tuple[Any, Any, dict[str, np.ndarray]]:
+    """The system's `cpu` config, the system, and one real training batch."""
+    config = SYSTEMS[name].get_config(PRESET)
     with tempfile.TemporaryDirectory() as workdir:
-        system = module.build(config, workdir)
+        system = SYSTEMS[name].build(config, workdir)
         batch = dict(next(iter(system.train_dataset())))
+    return config, system, batch
+
+
+def benchmark(name: str, repeats: int) -> None:
+    config, system, batch = setup(name)
     image_shape = tuple(batch["image"].shape[1:])
     B = batch["image"].shape[0]
     jax_run, jax_count = jax_step(system, batch)
