@@ -4,18 +4,18 @@ XLA:CPU mallocs one temporary buffer per run of an executable (the whole step's 
 for the transformer_g2p `cpu` train step) and frees it when the run ends. glibc serves a request that
 large with a fresh mmap(), and from threads other than the main one it always does, whatever its
 thresholds say; so every step page-faults its whole scratch space in again. On 2 cores that was 112,000
-minor faults and ~230 ms of kernel time in a 470-ms G2P step. With all threads on glibc's main heap,
+minor faults and ~230 ms of kernel time in a ~500-ms G2P step. With all threads on glibc's main heap,
 mmap() off and trimming off, the next step reuses the freed pages (what preloading tcmalloc achieves,
-without a preload): the G2P step took 350 ms with no page faults.
+without a preload): the G2P step took 373 ms against 499 (benchmarks/heap_setting.py).
 
 Only steps whose scratch outgrows glibc's thread arenas (64 MiB heaps) gain: the transformer systems
 call `keep_freed_memory` when built (their `cpu` train steps' scratch, from the compiled step's
 `memory_analysis()`: gpt_shakespeare 127 MiB, dialogue_chitchat 335 MiB, transformer_g2p 424 MiB). The
-convnets' steps need far less (cnn_fashion 29 MiB), and for them one shared arena costs more than it
-saves: the cnn_fashion step alone took 47, 44 and 50 ms with it against 41, 43 and 45 ms without
-(alternating processes). It also costs memory, as the heap never shrinks and keeps freed blocks of
-several sizes: G2P training, whose length buckets make steps of several sizes, peaked at 2.96 GB
-resident against 1.67 GB (and trained 8% more steps in the same two minutes; README, Benchmarks).
+convnets' steps need far less (cnn_fashion 29 MiB) and gain nothing: 52.0 ms with it against 50.0
+without (benchmarks/heap_setting.py; a first comparison, not kept, had it ~10% slower). It also costs
+memory, as the heap never shrinks and keeps freed blocks of several sizes: G2P training, whose length
+buckets make steps of several sizes, peaked at 2.96 GB resident against 1.67 GB (and trained 8% more
+steps in the same two minutes; README, Benchmarks).
 `AIGC_JAX_MALLOC_DEFAULTS=1` leaves glibc as it is.
 """
 
