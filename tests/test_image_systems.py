@@ -328,3 +328,31 @@ def test_phase_transposed_conv_equals_linen_transposed_conv():
     grads_phases = jax.grad(loss, argnums=(1, 2))(phases, variables, x)
     grads_linen = jax.grad(loss, argnums=(1, 2))(linen, variables, x)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4), grads_phases, grads_linen)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_batch_norm_equals_linen_batch_norm(train):
+    x = 3.0 + 2.0 * jax.random.normal(jax.random.PRNGKey(0), (4, 5, 6, 3))
+    linen = nn.BatchNorm(use_running_average=not train, momentum=0.9)
+    ours = convnets.BatchNorm(use_running_average=not train)
+    variables = linen.init(jax.random.PRNGKey(1), x)
+    assert jax.tree.map(jnp.shape, ours.init(jax.random.PRNGKey(1), x)) == jax.tree.map(jnp.shape, variables)
+    # non-trivial parameters and running statistics, so every term of the function is checked
+    noise = jax.random.PRNGKey(2)
+    variables = jax.tree.map(lambda v: v + 0.5 * jax.random.uniform(noise, v.shape), variables)
+
+    def loss(module, params, x):
+        y, updates = module.apply(
+            {"params": params, "batch_stats": variables["batch_stats"]}, x, mutable=["batch_stats"]
+        )
+        return jnp.sum(jnp.sin(y)), (y, updates)
+
+    (_, (y_ours, stats_ours)), grads_ours = jax.value_and_grad(loss, argnums=(1, 2), has_aux=True)(
+        ours, variables["params"], x
+    )
+    (_, (y_linen, stats_linen)), grads_linen = jax.value_and_grad(loss, argnums=(1, 2), has_aux=True)(
+        linen, variables["params"], x
+    )
+    np.testing.assert_allclose(y_ours, y_linen, atol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), stats_ours, stats_linen)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4), grads_ours, grads_linen)
