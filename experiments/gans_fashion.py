@@ -10,12 +10,14 @@ Each GAN's `cpu` preset trains for 10 minutes of training time (`config.train.ma
 one after the other, so the MLP GAN (cheap steps) takes many more steps than the DCGAN in that time.
 On an accelerator, `--preset full` (DCGAN width 128) with the same `--config.train.max_train_seconds=S`
 for both (and a `--config.train.num_steps` too large to reach) compares them for equal wall time too.
-Recorded: `cpu`, DCGAN fd 106.1 against the MLP GAN's 98.6 (1.08x); `full` on one H200, 170 s each
+Recorded: `cpu` (AMD EPYC, 2 cores, 1,337 s wall, at 5041591: the DCGAN at Adam 2e-3), DCGAN fd 83.8 after
+16,359 steps against the MLP GAN's 164.6 after 26,236 (0.509x): missed by 0.009 (at 2e-4, on the Xeon and
+scored by another classifier, it was 106.1 against 98.6, 1.08x); `full` on one H200, 170 s each
 (experiments/run_accelerator.sh), 48.2 against 95.0 (0.508x): missed by 0.008 in the one run made.
 `--tag 30min --config.train.max_train_seconds=1800` (30 minutes each, the budget of the other cpu
-targets; AMD EPYC, 2 cores, 3,812 s wall), run because the 10-minute DCGAN was still improving:
-111.2 after 42,969 steps against 137.1 after 78,771 (0.81x) — closer, still missed. (Those two were
-scored by another classifier than the 10-minute pair, so their fd values compare only with each other.)
+targets; AMD EPYC, 2 cores, 3,812 s wall), run at 2e-4 because the 10-minute DCGAN was still improving:
+111.2 after 42,969 steps against 137.1 after 78,771 (0.81x) — closer, still missed. (The same
+classifier scored them and the 5041591 pair; the Xeon pair's fd values compare only with each other.)
 
 Data: the embedded `fashion_mnist` train split (55,000 images) for training, whose periodic evaluations
 read the 5,000 validation images; the 10,000 test images are read once, after training, for the reported
