@@ -39,5 +39,6 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/gpt_step.py
 	$(BIN)/python benchmarks/gpt_sampling.py
 	$(BIN)/python benchmarks/image_steps.py
+	$(BIN)/python benchmarks/batch_norm_form.py
 	$(BIN)/python benchmarks/textcnn_step.py
 	$(BIN)/python benchmarks/g2p_step.py
