@@ -14,6 +14,7 @@ from aigc_jax import metrics
 from aigc_jax.errors import UserError
 from aigc_jax.models import convnets
 from aigc_jax.systems import cnn_fashion, dcgan_fashion, gan_mlp_fashion, unet_fashion_scenes
+from aigc_jax.systems.gan import AVERAGE
 from aigc_jax.train import config as config_lib
 from aigc_jax.train import loop
 from aigc_jax.train import mesh as mesh_lib
@@ -202,6 +203,7 @@ def test_sharded_step_equals_single_device_step_with_batch_norm(tmp_path, module
 
 def test_gan_resume_equals_an_uninterrupted_run(tmp_path):
     overrides = {"train.num_steps": "20", "train.checkpoint_every": "10", "train.eval_every": "0"}
+    overrides["train.generator_average_decay"] = "0.99"  # the generator's moving average resumes too
     full_dir, resumed_dir = tmp_path / "full", tmp_path / "resumed"
     mesh = mesh_lib.make_mesh((-1, 1, 1))
     loop.fit(_smoke(dcgan_fashion, full_dir, **overrides), full_dir, mesh)
@@ -215,6 +217,31 @@ def test_gan_resume_equals_an_uninterrupted_run(tmp_path):
     assert set(resumed.params) == set(resumed.opt_state) == {"generator", "discriminator"}
     for part in ("params", "opt_state", "model_state"):
         jax.tree.map(np.testing.assert_array_equal, getattr(resumed, part), getattr(full, part))
+
+
+def test_gan_generator_average_follows_the_trained_generator_and_is_what_samples(tmp_path):
+    system = _smoke(dcgan_fashion, tmp_path, **{"train.generator_average_decay": "0.999"})
+    mesh = single_device_mesh()
+    with loop.activate(mesh):
+        initial, _ = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(0))
+    jax.tree.map(np.testing.assert_array_equal, initial.model_state[AVERAGE], initial.params["generator"])
+    # the first update is at learning rate 0 (warmup), so after two the average is the initial weights
+    # moved by the early decay of step 2, (1 + 2) / (10 + 2), not 0.999, toward the trained ones
+    state, _ = run_steps(system, mesh, 2, _fixed_batch(system))
+    jax.tree.map(
+        lambda average, start, trained: np.testing.assert_allclose(
+            average, 3 / 12 * start + 9 / 12 * trained, rtol=1e-5, atol=1e-7
+        ),
+        host(state.model_state[AVERAGE]),
+        host(initial.params["generator"]),
+        host(state.params["generator"]),
+    )
+    without_average = state.replace(model_state={k: v for k, v in state.model_state.items() if k != AVERAGE})
+    with loop.activate(mesh):
+        from_average, from_trained = (
+            system.sample(s, jax.random.PRNGKey(5)).images for s in (state, without_average)
+        )
+    assert not np.allclose(from_average, from_trained)
 
 
 def test_gan_sampling_is_deterministic_for_a_seed(tmp_path):
