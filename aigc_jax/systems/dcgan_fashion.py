@@ -37,7 +37,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         config.sample.num_samples = 16
     elif preset == "cpu":
         # w = 32: ~0.04 s per step of 64 on 2 cores (benchmarks/results/dcgan_fashion_step__cpu.json), so the
-        # 10 minutes hold ~16,000 steps (16,359 in experiments/results/dcgan_fashion__cpu.json); num_steps
+        # 10 minutes hold ~16,000 steps (16,888 in experiments/results/dcgan_fashion__cpu.json); num_steps
         # is never reached. (w = 64 took 0.43 s a step before the generator's first transposed conv became
         # four phase convolutions; not re-timed since.)
         config.model.width = 32
