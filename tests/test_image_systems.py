@@ -14,7 +14,7 @@ from aigc_jax import metrics
 from aigc_jax.errors import UserError
 from aigc_jax.models import convnets
 from aigc_jax.systems import cnn_fashion, dcgan_fashion, gan_mlp_fashion, unet_fashion_scenes
-from aigc_jax.systems.gan import AVERAGE
+from aigc_jax.systems.gan import AVERAGE, STANDING_PASSES
 from aigc_jax.train import config as config_lib
 from aigc_jax.train import loop
 from aigc_jax.train import mesh as mesh_lib
@@ -242,6 +242,24 @@ def test_gan_generator_average_follows_the_trained_generator_and_is_what_samples
             system.sample(s, jax.random.PRNGKey(5)).images for s in (state, without_average)
         )
     assert not np.allclose(from_average, from_trained)
+
+
+def test_gan_generator_average_gets_batch_norm_statistics_of_its_own(tmp_path):
+    system = _smoke(dcgan_fashion, tmp_path, **{"train.generator_average_decay": "0.999"})
+    state, _ = run_steps(system, single_device_mesh(), 3, _fixed_batch(system))
+    trained_statistics = state.model_state["generator"]
+    far_off = jax.tree.map(lambda x: x + 5.0, trained_statistics)
+    evaluated = jax.jit(system.evaluated)
+    standing = host(evaluated(state)[1]["generator"])
+    from_far_off = host(evaluated(state.replace(model_state={**state.model_state, "generator": far_off}))[1])
+    # each training-mode pass keeps 0.9 of the running statistics, so after STANDING_PASSES the start
+    # is down to 0.9^40 of itself, whatever it was: the statistics are the average's own
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(b - a, 5.0 * 0.9**STANDING_PASSES, rtol=1e-3),
+        standing,
+        from_far_off["generator"],
+    )
+    assert not all(jax.tree.leaves(jax.tree.map(np.allclose, standing, host(trained_statistics))))
 
 
 def test_gan_sampling_is_deterministic_for_a_seed(tmp_path):
