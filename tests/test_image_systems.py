@@ -262,6 +262,19 @@ def test_gan_generator_average_gets_batch_norm_statistics_of_its_own(tmp_path):
     assert not all(jax.tree.leaves(jax.tree.map(np.allclose, standing, host(trained_statistics))))
 
 
+def test_gan_discriminator_statistics_follow_the_real_images_too(tmp_path):
+    # evaluation reads the discriminator's running statistics on real and generated images alike, so
+    # training must not keep only those of the fakes
+    system = _smoke(dcgan_fashion, tmp_path)
+    batch = _fixed_batch(system)
+    brighter = {**batch, "image": np.clip(batch["image"] + 0.5, -1.0, 1.0)}
+    statistics = [
+        host(run_steps(system, single_device_mesh(), 1, b)[0].model_state["discriminator"])
+        for b in (batch, brighter)
+    ]
+    assert not all(jax.tree.leaves(jax.tree.map(np.allclose, *statistics)))
+
+
 def test_gan_sampling_is_deterministic_for_a_seed(tmp_path):
     system = _smoke(gan_mlp_fashion, tmp_path)
     mesh = single_device_mesh()

@@ -203,9 +203,11 @@ class Gan(images.ImageDataMethods):
         def d_loss_fn(d_params: Any) -> tuple[jax.Array, tuple[jax.Array, jax.Array, dict]]:
             params = {**state.params, "discriminator": d_params}
             # real and fake in separate calls, so BatchNorm normalises each batch on its own, as it
-            # does for the fakes of the generator's step (the PyTorch DCGAN reference does the same)
-            real_logits, _ = self._discriminate(params, state.model_state, real, d_real_rng, True)
-            fake_logits, d_state = self._discriminate(params, state.model_state, fakes, d_fake_rng, True)
+            # does for the fakes of the generator's step (the PyTorch DCGAN reference does the same);
+            # its running statistics, which only evaluation reads, follow both batches in turn, as there
+            real_logits, d_state = self._discriminate(params, state.model_state, real, d_real_rng, True)
+            after_real = self._with_network_state(state.model_state, "discriminator", d_state)
+            fake_logits, d_state = self._discriminate(params, after_real, fakes, d_fake_rng, True)
             loss = _bce(real_logits, 1.0).mean() + _bce(fake_logits, 0.0).mean()
             return loss, (real_logits, fake_logits, d_state)
 
