@@ -6,6 +6,7 @@ import pathlib
 from types import ModuleType
 from typing import Any
 
+from aigc_jax.errors import UserError
 from aigc_jax.train import config as config_lib
 from aigc_jax.train import loop
 from aigc_jax.train import mesh as mesh_lib
@@ -44,6 +45,19 @@ def result_path(name: str, args: argparse.Namespace) -> pathlib.Path:
 
 def workdir_for(module: ModuleType, run: str, workdir: str | None) -> pathlib.Path:
     return pathlib.Path(workdir or f"workdirs/experiments/{module.NAME}__{run}")
+
+
+def require_fresh(workdir: pathlib.Path) -> pathlib.Path:
+    """`workdir`, refused if it holds checkpoints: a comparison for equal training time needs runs from
+    scratch, and `train.max_train_seconds` counts per invocation, so a resumed run would train that long
+    again on top of what it had."""
+    checkpoints = workdir / "checkpoints"
+    if checkpoints.is_dir() and any(checkpoints.iterdir()):
+        raise UserError(
+            f"{workdir} already holds a run; this experiment compares runs trained from scratch for the "
+            "same time: move the workdir aside, or pass --tag NAME for a new one"
+        )
+    return workdir
 
 
 def train(module: ModuleType, preset: str, workdir: pathlib.Path, overrides: list[str]) -> loop.FitResult:

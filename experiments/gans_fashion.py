@@ -8,6 +8,8 @@ Command (2 CPU cores; needs the classifier of `python experiments/cnn_fashion.py
 
 Each GAN's `cpu` preset trains for 10 minutes of training time (`config.train.max_train_seconds=600`),
 one after the other, so the MLP GAN (cheap steps) takes many more steps than the DCGAN in that time.
+Both start from scratch: the recipe refuses a workdir that already holds a run (move it aside, or pass
+`--tag NAME`), since resuming would add another 600 s to a finished run.
 On an accelerator, `--preset full` (DCGAN width 128) with the same `--config.train.max_train_seconds=S`
 for both (and a `--config.train.num_steps` too large to reach) compares them for equal wall time too.
 Recorded: `cpu` (AMD EPYC, 2 cores, 1,435 s wall, at fb891be: the DCGAN at Adam 2e-3, evaluated as the moving
@@ -98,13 +100,15 @@ def main() -> None:
     parser.add_argument("--classifier-workdir", default="workdirs/experiments/cnn_fashion__cpu")
     args, extra = parser.parse_known_args()
     overrides = [f"--config.eval.classifier_workdir={args.classifier_workdir}", *extra]
-    for module in (gan_mlp_fashion, dcgan_fashion):  # a bad override fails now, not after the floor
+    workdirs = {}
+    for module in (gan_mlp_fashion, dcgan_fashion):  # a bad override or used workdir fails now, not later
         config_lib.apply_overrides(module.get_config(args.preset), config_lib.parse_overrides(overrides))
+        workdirs[module] = common.require_fresh(common.workdir_for(module, common.run_name(args), None))
     floor = real_floor(args.classifier_workdir)
     print("real data floor:", floor)
     runs = {}
     for module in (gan_mlp_fashion, dcgan_fashion):
-        workdir = common.workdir_for(module, common.run_name(args), None)
+        workdir = workdirs[module]
         before = untrained(module, args.preset, overrides, workdir)
         fit = common.train(module, args.preset, workdir, overrides)  # watches the validation split
         test = common.evaluate_split(module, workdir, "test")
