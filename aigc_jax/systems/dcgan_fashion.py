@@ -4,10 +4,10 @@ source's MLPs (question 3).
 Generator: noise 100 → dense 7×7×2w → BN → ReLU → transposed conv 4×4/2 → 14×14×w → BN → ReLU →
 transposed conv 4×4/2 → 28×28×1 → tanh. Discriminator: conv 4×4/2 (w) → LeakyReLU 0.2 → conv 4×4/2 (2w)
 → BN → LeakyReLU → dense 1. Adam, β1 0.5 (Radford et al., 2016), at the paper's 2e-4 except in the `cpu`
-preset (2e-3, chosen on validation fd for its 10-minute budget, where the generator evaluated and sampled is
-a moving average of the trained one's weights, see `gan.py`). The generator's first transposed
-conv is computed as four phase 2×2 convolutions (`convnets.ConvTranspose4x4Stride2`: the same function and
-kernel, faster on XLA's CPU backend). Training and evaluation mechanics are shared with
+preset (2e-3, chosen on validation fd for its 10-minute budget), whose evaluation and samples also use a
+moving average of the generator's weights (`train.generator_average_decay`, see `gan.py`). The generator's
+first transposed conv is computed as four phase 2×2 convolutions (`convnets.ConvTranspose4x4Stride2`: the
+same function and kernel, faster on XLA's CPU backend). Training and evaluation mechanics are shared with
 `gan_mlp_fashion` in `aigc_jax/systems/gan.py`.
 
 Presets: `smoke` (seconds on the 8×8 `digits`), `cpu` (~10 min on 2 cores; experiments/gans_fashion.py),
