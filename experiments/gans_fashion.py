@@ -14,10 +14,10 @@ On an accelerator, `--preset full` (DCGAN width 128) with the same `--config.tra
 for both (and a `--config.train.num_steps` too large to reach) compares them for equal wall time too.
 Recorded: `cpu` (AMD EPYC, 2 cores, 1,435 s wall, at fb891be: the DCGAN at Adam 2e-3, evaluated as the moving
 average of its generator), DCGAN fd 81.0 after 16,888 steps against the MLP GAN's 157.2 after 27,357 (0.515x):
-missed by 0.015; `--tag seed1 --config.train.seed=1` (1,457 s wall, at 5eeb303, a slower spell of the machine:
-~15% fewer steps for both) 84.9 after 14,101 steps against 149.5 after 24,096 (0.567x) (at 5041591, without
-the average, 83.8 against 164.6, 0.509x; at 2e-4, on the Xeon and
-scored by another classifier, it was 106.1 against 98.6, 1.08x); `full` on one H200, 170 s each
+missed by 0.015. `--tag seed1 --config.train.seed=1` (1,457 s wall, at 5eeb303, in a slower spell of the
+machine: ~15% fewer steps for both): 84.9 after 14,101 steps against 149.5 after 24,096 (0.567x). Before the
+average, at 5041591: 83.8 against 164.6 (0.509x); at 2e-4, on the Xeon and scored by another classifier:
+106.1 against 98.6 (1.08x). `full` on one H200, 170 s each
 (experiments/run_accelerator.sh), 48.2 against 95.0 (0.508x): missed by 0.008 in the one run made.
 `--tag 30min --config.train.max_train_seconds=1800` (30 minutes each, the budget of the other cpu
 targets; AMD EPYC, 2 cores, 3,812 s wall), run at 2e-4 because the 10-minute DCGAN was still improving:
