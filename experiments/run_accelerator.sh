@@ -6,12 +6,13 @@
 # Jobs, each one process, all started at once and waited for:
 # - unet: unet_fashion_scenes `full` (levels 32..512, 20,000 steps of 32 scenes);
 # - unet_30000_steps: the same for 30,000 steps;
-# - unet_fresh_scenes: the same with training scenes composed afresh for every batch
+# - unet_fresh_scenes: the same for 45,000 steps with training scenes composed afresh for every batch
 #   (`data.fresh_train_scenes`: the 60,000 stored ones are over-fitted after ~12,000 steps), and with the
-#   presets' soft-Jaccard loss term at weight 1, which the earlier unet runs did not have;
-# - unet_fresh_scenes_no_jaccard: the same without it (`train.jaccard_weight=0`; on the cpu preset weight
-#   1 gained 0.008 and 0.012 validation mean IoU in two seeds);
-# - unet_fresh_scenes_batch64: unet_fresh_scenes with batches of 64 scenes (twice the scenes seen; at
+#   presets' soft-Jaccard loss term at weight 1, which the earlier unet runs did not have; sized (~110
+#   steps/s beside another job) to last as long as the gans job, so both GANs share the GPU alike;
+# - unet_fresh_scenes_no_jaccard: the same for 30,000 steps without it (`train.jaccard_weight=0`; on the
+#   cpu preset weight 1 gained 0.008 and 0.012 validation mean IoU in two seeds);
+# - unet_fresh_scenes_batch64: unet_fresh_scenes for 30,000 steps of 64 scenes (1.3 times the scenes; at
 #   stop 10 the U-Net's steps of 32 ran about as fast beside two other jobs as alone, 168.8 s against
 #   162.9 s for 20,000, so the GPU had room to spare — how much a step of 64 costs is not yet measured);
 # - g2p: transformer_g2p `full` (4 + 4 layers x 256, 20,000 steps of 256 words);
@@ -19,7 +20,8 @@
 #   training each, one after the other, scored by the CLASSIFIER's features; the two evaluations and
 #   compilations add ~80 s, so alone in a 530-s window GAN_SECONDS=220 fits. (Stop 10's 170 s: DCGAN fd
 #   48.2 against 95.0, 0.508x; in-training evaluations show both still improving: DCGAN 50.4 / 46.3 / 48.2
-#   at steps 30k / 35k / 39k, MLP 113.6 / 109.5 / 95.0 at 30k / 40k / 43.5k);
+#   at steps 30k / 35k / 39k, MLP 113.6 / 109.5 / 95.0 at 30k / 40k / 43.5k; the DCGAN's `full` preset has
+#   averaged its generator's weights since, as the cpu preset does);
 # - seqgan: SeqGAN against MLE on the oracle benchmark, `full` (the paper's discriminator, a shortened
 #   schedule; its MLE baseline gets as many steps as SeqGAN took);
 # - seqgan_d_lr_1e-3: the same with the discriminator's Adam at 1e-3 instead of the paper's 1e-4.
@@ -44,9 +46,9 @@ command_of() {
       echo experiments/unet_fashion_scenes.py --preset full --tag 30000_steps \
         --config.train.num_steps=30000 --config.train.max_train_seconds=400 ;;
     unet_fresh_scenes)
-      echo experiments/unet_fashion_scenes.py --preset full --tag fresh_scenes_30000_steps \
-        --config.data.fresh_train_scenes=true --config.train.num_steps=30000 \
-        --config.train.max_train_seconds=400 ;;
+      echo experiments/unet_fashion_scenes.py --preset full --tag fresh_scenes_45000_steps \
+        --config.data.fresh_train_scenes=true --config.train.num_steps=45000 \
+        --config.train.max_train_seconds=430 ;;
     unet_fresh_scenes_no_jaccard)
       echo experiments/unet_fashion_scenes.py --preset full --tag fresh_scenes_no_jaccard_30000_steps \
         --config.data.fresh_train_scenes=true --config.train.jaccard_weight=0 \
