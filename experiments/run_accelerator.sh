@@ -22,6 +22,8 @@
 #   48.2 against 95.0, 0.508x; in-training evaluations show both still improving: DCGAN 50.4 / 46.3 / 48.2
 #   at steps 30k / 35k / 39k, MLP 113.6 / 109.5 / 95.0 at 30k / 40k / 43.5k; the DCGAN's `full` preset has
 #   averaged its generator's weights since, as the cpu preset does);
+# - dcgan_average: the DCGAN alone (`full`) for GAN_SECONDS, its evaluations on the validation split
+#   reporting the generator's moving average (`fd_fashion`) beside its last step (`fd_fashion_last_step`);
 # - seqgan: SeqGAN against MLE on the oracle benchmark, `full` (the paper's discriminator, a shortened
 #   schedule; its MLE baseline gets as many steps as SeqGAN took);
 # - seqgan_d_lr_1e-3: the same with the discriminator's Adam at 1e-3 instead of the paper's 1e-4.
@@ -61,6 +63,10 @@ command_of() {
     gans)
       echo experiments/gans_fashion.py --preset full --classifier-workdir "${CLASSIFIER:?set CLASSIFIER}" \
         --config.train.num_steps=100000000 --config.train.max_train_seconds="${GAN_SECONDS:-170}" ;;
+    dcgan_average)
+      echo -m aigc_jax.cli train dcgan_fashion --preset full --workdir /tmp/aigc/dcgan_average \
+        --config.eval.classifier_workdir="${CLASSIFIER:?set CLASSIFIER}" --config.train.num_steps=100000000 \
+        --config.train.max_train_seconds="${GAN_SECONDS:-170}" ;;
     seqgan) echo experiments/seqgan.py --preset full --config.train.max_train_seconds=240 ;;
     seqgan_d_lr_1e-3)
       echo experiments/seqgan.py --preset full --tag d_lr_1e-3 --config.optim_d.learning_rate=1e-3 \

@@ -293,30 +293,51 @@ def test_gan_evaluation_measures_fd_and_class_entropy_with_a_trained_classifier(
     loop.fit(
         cnn_fashion.build(classifier_config, classifier_dir), classifier_dir, mesh_lib.make_mesh((-1, 1, 1))
     )
-    gan = _smoke(gan_mlp_fashion, tmp_path / "gan", **{"eval.classifier_workdir": str(classifier_dir)})
+    gan = _smoke(
+        gan_mlp_fashion,
+        tmp_path / "gan",
+        # a high rate, so the average and the last step differ by more than the tolerance below
+        **{
+            "eval.classifier_workdir": str(classifier_dir),
+            "train.generator_average_decay": "0.9",
+            "optim.learning_rate": "1e-2",
+        },
+    )
     mesh = mesh_lib.make_mesh((-1, 1, 1))
     result = loop.fit(gan, tmp_path / "gan", mesh)
     assert (tmp_path / "gan" / "samples" / "step_0000020.png").exists()
 
     # The metrics streamed through the sharded eval step (weighted sums, padded last batch) equal the ones
-    # computed at once from the same images: the eval split against its fixed-noise fakes.
+    # computed at once from the same images: the eval split against its fixed-noise fakes, from the
+    # generator's moving average and, as `_last_step`, from its last step's weights.
     with loop.activate(mesh):
         state = loop.restore_state(gan, tmp_path / "gan", mesh)
-    features, predicted = {"real": [], "fake": []}, {"real": [], "fake": []}
+    generators = {"fake": state.model_state[AVERAGE], "last_step": state.params["generator"]}
+    features = {name: [] for name in ("real", *generators)}
+    predicted = {name: [] for name in features}
     for batch in gan.eval_batches():
         keep = batch["weight"] > 0
-        fakes = gan.generator.apply(
-            {"params": state.params["generator"]}, jnp.asarray(batch["noise"][keep]), train=False
-        )
-        for name, images in (("real", batch["image"][keep]), ("fake", fakes)):
-            batch_features, logits = gan.extract_features(jnp.asarray(images))
+        images = {"real": batch["image"][keep]}
+        for name, params in generators.items():
+            images[name] = gan.generator.apply(
+                {"params": params}, jnp.asarray(batch["noise"][keep]), train=False
+            )
+        for name, x in images.items():
+            batch_features, logits = gan.extract_features(jnp.asarray(x))
             features[name].append(np.asarray(batch_features, np.float64))
             predicted[name].append(np.asarray(logits).argmax(-1))
     stacked = {name: np.concatenate(f) for name, f in features.items()}
     gaussians = {name: (f.mean(0), np.cov(f, rowvar=False)) for name, f in stacked.items()}
-    expected_fd = metrics.frechet_distance(*gaussians["fake"], *gaussians["real"])
-    assert result.metrics["fd_fashion"] == pytest.approx(expected_fd, rel=1e-3)
-    for name, key in (("fake", "class_entropy"), ("real", "real_class_entropy")):
+    for name, suffix in (("fake", ""), ("last_step", "_last_step")):
+        expected_fd = metrics.frechet_distance(*gaussians[name], *gaussians["real"])
+        assert result.metrics[f"fd_fashion{suffix}"] == pytest.approx(expected_fd, rel=1e-3)
+    assert result.metrics["fd_fashion"] != pytest.approx(result.metrics["fd_fashion_last_step"], rel=1e-2)
+    keys = (
+        ("fake", "class_entropy"),
+        ("last_step", "class_entropy_last_step"),
+        ("real", "real_class_entropy"),
+    )
+    for name, key in keys:
         counts = np.bincount(np.concatenate(predicted[name]), minlength=10)
         assert result.metrics[key] == pytest.approx(metrics.class_entropy(counts), abs=1e-6)
 

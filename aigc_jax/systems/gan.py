@@ -12,7 +12,9 @@ images for both updates and never detaches them. Here each step
    parameters (Yazıcı et al., 2019, "The Unusual Effectiveness of Averaging in GAN Training"), kept in
    `model_state` under `generator_average`; evaluation and sampling then use the average, with
    BatchNorm statistics of its own (`Gan.evaluated`), instead of the weights of the last step, whose
-   quality swings from one step to the next at a high learning rate.
+   quality swings from one step to the next at a high learning rate. Evaluation then also reports the
+   last step's generator (`fd_fashion_last_step`, `class_entropy_last_step`), so every run measures
+   what the average gained on its own trajectory.
 
 Evaluation, on a split's real images and as many generated ones (training watches the 5,000 validation
 images; experiments/gans_fashion.py reports the 10,000 test images): `fd_fashion`, the Fréchet distance
@@ -253,7 +255,10 @@ class Gan(images.ImageDataMethods):
         }
         if self.extract_features is None:
             return sums
-        for name, x in (("real", batch["image"]), ("fake", fakes)):
+        images = {"real": batch["image"], "fake": fakes}
+        if AVERAGE in state.model_state:  # the last step's generator beside it: what the average gains
+            images["last_step"] = self._generate(state.params, state.model_state, batch["noise"], False)[0]
+        for name, x in images.items():
             features, logits = self.extract_features(x)
             moments = metrics.feature_moments(features, weight)
             sums[f"{name}_sum"], sums[f"{name}_outer"] = moments["sum"], moments["outer"]
@@ -275,6 +280,12 @@ class Gan(images.ImageDataMethods):
                 "fd_fashion": metrics.frechet_distance(*fake, *real),
                 "class_entropy": metrics.class_entropy(totals["fake_classes"]),
                 "real_class_entropy": metrics.class_entropy(totals["real_classes"]),
+            }
+        if "last_step_sum" in totals:
+            last_step = metrics.gaussian_from_moments(totals["last_step_sum"], totals["last_step_outer"], n)
+            result |= {
+                "fd_fashion_last_step": metrics.frechet_distance(*last_step, *real),
+                "class_entropy_last_step": metrics.class_entropy(totals["last_step_classes"]),
             }
         return result
 
