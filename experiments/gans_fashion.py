@@ -17,8 +17,11 @@ average of its generator), DCGAN fd 81.0 after 16,888 steps against the MLP GAN'
 missed by 0.015. `--tag seed1 --config.train.seed=1` (1,457 s wall, at 5eeb303, in a slower spell of the
 machine: ~15% fewer steps for both): 84.9 after 14,101 steps against 149.5 after 24,096 (0.567x). Before the
 average, at 5041591: 83.8 against 164.6 (0.509x); at 2e-4, on the Xeon and scored by another classifier:
-106.1 against 98.6 (1.08x). `full` on one H200, 170 s each
-(experiments/run_accelerator.sh), 48.2 against 95.0 (0.508x): missed by 0.008 in the one run made.
+106.1 against 98.6 (1.08x). `full` on one H200 (experiments/run_accelerator.sh's gans job, beside a
+U-Net that ended before the DCGAN did, which favours the DCGAN somewhat), 190 s each, at 2d68449 with
+the DCGAN's generator average: 56.5 after 41,298 steps against 120.7 after 60,745 (0.468x), met in that
+one run; the first such pair, 170 s each, no average, scored by another classifier: 48.2 against 95.0
+(0.508x).
 `--tag 30min --config.train.max_train_seconds=1800` (30 minutes each, the budget of the other cpu
 targets; AMD EPYC, 2 cores, 3,812 s wall), run at 2e-4 because the 10-minute DCGAN was still improving:
 111.2 after 42,969 steps against 137.1 after 78,771 (0.81x) — closer, still missed. (The same
@@ -30,7 +33,9 @@ metrics. Nothing was tuned on the test split: both GANs run the DCGAN paper's op
 β1 0.5), at its 2e-4 except the DCGAN's cpu preset, whose 2e-3 was chosen on validation fd in 300-s runs
 (experiments/results/dcgan_fashion__cpu_learning_rates.json), and whose generator average (decay 0.999) was
 kept on validation fd in 600-s runs (experiments/results/dcgan_fashion__cpu_generator_average.json) — after
-the test fd of the run without it had been read; the MLP GAN keeps the source's 2e-4 and no average.
+the test fd of the run without it had been read — and carried to the `full` preset unscreened (an H200
+run later measured it on validation: dcgan_fashion__full_generator_average.json); the MLP GAN keeps the
+source's 2e-4 and no average.
 
 Metrics, in the feature space of the `cnn_fashion` classifier's penultimate layer (256 features):
 - `fd_fashion`: Fréchet distance between 10,000 generated and the 10,000 test images (FID's formula,

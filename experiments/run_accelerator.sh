@@ -4,12 +4,17 @@
 # (experiments/accelerator_bundle.sh packs what they need for a GPU machine without network, and
 # experiments/accelerator_session.sh runs them there as one command.)
 # Jobs, each one process, all started at once and waited for:
-# - unet: unet_fashion_scenes `full` (levels 32..512, 20,000 steps of 32 scenes);
+# - unet: unet_fashion_scenes `full` (levels 32..512) as it was until stop 20: 20,000 steps of 32 stored
+#   scenes (the preset now trains 45,000 steps on fresh scenes: unet_fresh_scenes);
 # - unet_30000_steps: the same for 30,000 steps;
-# - unet_fresh_scenes: the same for 45,000 steps with training scenes composed afresh for every batch
-#   (`data.fresh_train_scenes`: the 60,000 stored ones are over-fitted after ~12,000 steps), and with the
-#   presets' soft-Jaccard loss term at weight 1, which the earlier unet runs did not have; sized (~110
-#   steps/s beside another job) to last as long as the gans job, so both GANs share the GPU alike;
+# - unet_fresh_scenes: the `full` preset since stop 20 — 45,000 steps with training scenes composed afresh
+#   for every batch (`data.fresh_train_scenes`: the 60,000 stored ones are over-fitted after ~12,000
+#   steps), and with the presets' soft-Jaccard loss term at weight 1, which the earlier unet runs did not
+#   have; sized (~110 steps/s beside another job) to last about as long as the gans job, so both GANs
+#   share the GPU alike (it ran 390 of the gans job's 480 s at stop 20);
+# - unet_60000_steps: the `full` preset for 60,000 steps (0.841 after 45,000 missed 0.85 by 0.009 with
+#   its validation scores still rising; 127 steps/s beside the gans job, so ~430-470 s alone: run it
+#   alone, `accelerator_session.sh "$OUT" COMMIT 520 unet_60000_steps` in a 590-s call);
 # - unet_fresh_scenes_no_jaccard: the same for 30,000 steps without it (`train.jaccard_weight=0`; on the
 #   cpu preset weight 1 gained 0.008 and 0.012 validation mean IoU in two seeds);
 # - unet_fresh_scenes_batch64: unet_fresh_scenes for 30,000 steps of 64 scenes (1.3 times the scenes; at
@@ -43,14 +48,20 @@ export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.2}
 
 command_of() {
   case $1 in
-    unet) echo experiments/unet_fashion_scenes.py --preset full --config.train.max_train_seconds=360 ;;
+    unet)
+      echo experiments/unet_fashion_scenes.py --preset full --config.data.fresh_train_scenes=false \
+        --config.train.num_steps=20000 --config.train.max_train_seconds=360 ;;
     unet_30000_steps)
       echo experiments/unet_fashion_scenes.py --preset full --tag 30000_steps \
-        --config.train.num_steps=30000 --config.train.max_train_seconds=400 ;;
+        --config.data.fresh_train_scenes=false --config.train.num_steps=30000 \
+        --config.train.max_train_seconds=400 ;;
     unet_fresh_scenes)
       echo experiments/unet_fashion_scenes.py --preset full --tag fresh_scenes_45000_steps \
         --config.data.fresh_train_scenes=true --config.train.num_steps=45000 \
         --config.train.max_train_seconds=430 ;;
+    unet_60000_steps)
+      echo experiments/unet_fashion_scenes.py --preset full --tag 60000_steps \
+        --config.train.num_steps=60000 --config.train.max_train_seconds=470 ;;
     unet_fresh_scenes_no_jaccard)
       echo experiments/unet_fashion_scenes.py --preset full --tag fresh_scenes_no_jaccard_30000_steps \
         --config.data.fresh_train_scenes=true --config.train.jaccard_weight=0 \
