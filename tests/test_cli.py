@@ -135,6 +135,18 @@ def test_corrupt_checkpoint_is_reported_and_kept(capsys, trained, tmp_path):
     assert latest.exists()
 
 
+def test_a_truncated_checkpoint_manifest_is_reported_in_one_line(trained, tmp_path):
+    # in a process of its own: pytest's unraisable-exception hook would hide the noise this checks for
+    damaged = shutil.copytree(trained, tmp_path / "damaged")
+    latest = max((damaged / "checkpoints").iterdir(), key=lambda p: int(p.name))
+    (latest / "state" / "manifest.ocdbt").write_bytes(b"0123456789")
+    command = [sys.executable, "-m", "aigc_jax.cli", "eval", "--workdir", str(damaged)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: cannot restore the checkpoint"), done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_a_train_that_cannot_restore_keeps_the_config_of_the_checkpoints(capsys, trained, tmp_path):
     other = shutil.copytree(trained, tmp_path / "other")
     recorded = (other / "config.json").read_text()
