@@ -31,23 +31,37 @@ def _quiet_absl() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def _is_failed_read_noise(report: "sys.UnraisableHookArgs") -> bool:
+    error = report.exc_value
+    return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+
+
+def _not_an_unretrieved_failure(record: logging.LogRecord) -> bool:
+    """False for asyncio's "Future exception was never retrieved" and "Task exception ..." records."""
+    return not record.getMessage().partition("\n")[0].endswith("exception was never retrieved")
+
+
 @contextlib.contextmanager
-def _closed_loop_reports_dropped() -> Iterator[None]:
-    """When Orbax's restore fails, TensorStore reads still in flight complete into the asyncio event loop
-    Orbax has already closed, and each such callback prints an unraisable "Event loop is closed"
-    traceback: ~60 of them around the one-line error a damaged checkpoint should give. Drops exactly
-    those reports while restoring, and after a failed restore for the rest of the process, since the
-    stragglers arrive later; other unraisable reports pass through."""
+def _failed_read_noise_dropped() -> Iterator[None]:
+    """When Orbax's restore fails, the TensorStore reads still in flight end up in the asyncio event loop
+    Orbax has already closed: each callback prints an unraisable "Event loop is closed" traceback, and
+    asyncio logs "Future (or Task) exception was never retrieved" for each failed read it collects — ~60
+    tracebacks around the one-line error a damaged checkpoint should give. Drops exactly those two kinds
+    of report while restoring and, after a failed restore, for the rest of the process, since the
+    stragglers arrive later; every other report passes through."""
     previous = sys.unraisablehook
+    asyncio_logger = logging.getLogger("asyncio")
 
     def hook(report: "sys.UnraisableHookArgs") -> None:
-        error = report.exc_value
-        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+        if not _is_failed_read_noise(report):
             previous(report)
 
     sys.unraisablehook = hook
+    asyncio_logger.addFilter(_not_an_unretrieved_failure)
     yield
-    sys.unraisablehook = previous  # not reached when the restore raised: see above
+    # not reached when the restore raised: see above
+    sys.unraisablehook = previous
+    asyncio_logger.removeFilter(_not_an_unretrieved_failure)
 
 
 class Checkpointer:
@@ -95,7 +109,7 @@ class Checkpointer:
         if data_iterator is not None:
             items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
         try:
-            with _closed_loop_reports_dropped():
+            with _failed_read_noise_dropped():
                 restored = self._manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as error:  # Orbax raises many types for a damaged or mismatched checkpoint.
             path = self.directory / str(step)
@@ -137,8 +151,8 @@ def _weight_differences(abstract_state: Any, state_directory: pathlib.Path, show
     """How the weights this config makes differ from a checkpoint's ('' when they match or the checkpoint's
     metadata cannot be read — then the checkpoint itself is the likelier problem)."""
     try:
-        with _quiet_absl():
-            stored = ocp.StandardCheckpointer().metadata(state_directory).item_metadata
+        with _quiet_absl(), ocp.StandardCheckpointer() as checkpointer:  # closed: no stray async work
+            stored = checkpointer.metadata(state_directory).item_metadata
     except Exception:  # a damaged checkpoint: the caller reports Orbax's own error
         return ""
     here, there = _weights(abstract_state), _weights(stored)
