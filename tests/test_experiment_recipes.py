@@ -1,11 +1,17 @@
-"""The shared mechanics of the experiment recipes (experiments/common.py)."""
+"""The shared mechanics of the experiment recipes (experiments/common.py) and the GPU jobs that run them."""
 
+import importlib
 import importlib.util
+import os
 import pathlib
+import re
+import shlex
+import subprocess
 
 import pytest
 
 from aigc_jax.errors import UserError
+from aigc_jax.train import config as config_lib
 
 _PATH = pathlib.Path(__file__).parents[1] / "experiments" / "common.py"
 _SPEC = importlib.util.spec_from_file_location("experiments_common", _PATH)  # benchmarks/ has a `common` too
@@ -21,3 +27,43 @@ def test_a_time_capped_comparison_refuses_a_workdir_that_holds_a_run(tmp_path):
     (tmp_path / "used" / "checkpoints" / "1000").mkdir()
     with pytest.raises(UserError, match="already holds a run"):
         recipes.require_fresh(tmp_path / "used")
+
+
+# experiments/run_accelerator.sh's jobs run only on a borrowed GPU, minutes at a time: a mistyped recipe,
+# preset or config key there would waste a session, so each job's command is checked here.
+_ACCELERATOR_SCRIPT = pathlib.Path(__file__).parents[1] / "experiments" / "run_accelerator.sh"
+_RECIPE_SYSTEMS = {  # recipe (or the CLI's system name) → the systems whose configs it overrides
+    "experiments/unet_fashion_scenes.py": ("unet_fashion_scenes",),
+    "experiments/transformer_g2p.py": ("transformer_g2p",),
+    "experiments/seqgan.py": ("seqgan",),
+    "experiments/gans_fashion.py": ("gan_mlp_fashion", "dcgan_fashion"),
+    "dcgan_fashion": ("dcgan_fashion",),
+}
+
+
+def _accelerator_jobs() -> list[str]:
+    return re.findall(r"^    ([\w.-]+)\)", _ACCELERATOR_SCRIPT.read_text(), flags=re.MULTILINE)
+
+
+@pytest.mark.parametrize("job", _accelerator_jobs())
+def test_every_accelerator_job_names_a_recipe_preset_and_config_keys_that_exist(job):
+    function = re.search(
+        r"^command_of\(\) \{.*?^\}", _ACCELERATOR_SCRIPT.read_text(), re.DOTALL | re.MULTILINE
+    )
+    done = subprocess.run(
+        ["bash", "-c", f'{function.group(0)}\ncommand_of "$1"', "bash", job],
+        capture_output=True,
+        text=True,
+        env={"CLASSIFIER": "workdirs/experiments/cnn_fashion__cpu", "PATH": os.environ["PATH"]},
+        check=True,
+    )
+    args = shlex.split(done.stdout)
+    through_the_cli = args[:3] == ["-m", "aigc_jax.cli", "train"]
+    recipe = args[3] if through_the_cli else args[0]
+    assert recipe in _RECIPE_SYSTEMS, f"{job}: unknown recipe {recipe}"
+    assert through_the_cli or (pathlib.Path(__file__).parents[1] / recipe).exists()
+    preset = args[args.index("--preset") + 1]
+    overrides = config_lib.parse_overrides([a for a in args if a.startswith("--config.")])
+    for name in _RECIPE_SYSTEMS[recipe]:
+        module = importlib.import_module(f"aigc_jax.systems.{name}")
+        config_lib.apply_overrides(module.get_config(preset), overrides)  # raises on an unknown key
