@@ -60,9 +60,14 @@ def require_fresh(workdir: pathlib.Path) -> pathlib.Path:
     return workdir
 
 
+def preset_config(module: ModuleType, preset: str, overrides: list[str]) -> Any:
+    """`module`'s preset with the `--config.KEY=VALUE` overrides applied (a bad key or value raises)."""
+    return config_lib.apply_overrides(module.get_config(preset), config_lib.parse_overrides(overrides))
+
+
 def train(module: ModuleType, preset: str, workdir: pathlib.Path, overrides: list[str]) -> loop.FitResult:
     """Trains `module`'s system from its preset and the overrides into `workdir` (resuming if it can)."""
-    config = config_lib.apply_overrides(module.get_config(preset), config_lib.parse_overrides(overrides))
+    config = preset_config(module, preset, overrides)
     config_lib.check_workdir(workdir, config)
     return loop.fit(module.build(config, workdir), workdir, mesh_lib.make_mesh(config.mesh.shape))
 

@@ -61,7 +61,6 @@ from aigc_jax import metrics, results
 from aigc_jax.data import catalog, in_memory
 from aigc_jax.errors import exit_code_of
 from aigc_jax.systems import cnn_fashion, dcgan_fashion, gan_mlp_fashion
-from aigc_jax.train import config as config_lib
 from aigc_jax.train import loop
 from aigc_jax.train import mesh as mesh_lib
 from aigc_jax.train.state import create_train_state
@@ -91,7 +90,7 @@ def real_floor(classifier_workdir: str) -> dict[str, float]:
 
 def untrained(module, preset: str, overrides: list[str], workdir: pathlib.Path) -> dict[str, float]:
     """The test-split metrics of the generator before any training (the seed's initial weights)."""
-    config = config_lib.apply_overrides(module.get_config(preset), config_lib.parse_overrides(overrides))
+    config = common.preset_config(module, preset, overrides)
     config.data.eval_split = "test"
     system = module.build(config, workdir)
     mesh = mesh_lib.make_mesh(config.mesh.shape)
@@ -109,7 +108,7 @@ def main() -> None:
     overrides = [f"--config.eval.classifier_workdir={args.classifier_workdir}", *extra]
     workdirs = {}
     for module in (gan_mlp_fashion, dcgan_fashion):  # a bad override or used workdir fails now, not later
-        config_lib.apply_overrides(module.get_config(args.preset), config_lib.parse_overrides(overrides))
+        common.preset_config(module, args.preset, overrides)
         workdirs[module] = common.require_fresh(common.workdir_for(module, common.run_name(args), None))
     floor = real_floor(args.classifier_workdir)
     print("real data floor:", floor)

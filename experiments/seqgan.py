@@ -131,7 +131,7 @@ def real_text_metrics(system: seqgan.SeqGan) -> dict[str, float]:
 def main() -> None:
     args, overrides = common.parse_args(__doc__, PRESETS, "oracle")
     root = common.workdir_for(seqgan, common.run_name(args), args.workdir)
-    config = config_lib.apply_overrides(seqgan.get_config(args.preset), config_lib.parse_overrides(overrides))
+    config = common.preset_config(seqgan, args.preset, overrides)
     parts = {name: root / name for name in ("pretrain", "seqgan", "mle")}
 
     random = untrained(seqgan.build(config, parts["pretrain"]), config.train.seed)

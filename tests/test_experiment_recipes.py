@@ -45,6 +45,11 @@ def _accelerator_jobs() -> list[str]:
     return re.findall(r"^    ([\w.-]+)\)", _ACCELERATOR_SCRIPT.read_text(), flags=re.MULTILINE)
 
 
+def test_the_accelerator_jobs_are_found():
+    # an empty list would make the check below pass by running nothing
+    assert {"gans", "dcgan_average", "unet_60000_steps", "g2p", "seqgan"} <= set(_accelerator_jobs())
+
+
 @pytest.mark.parametrize("job", _accelerator_jobs())
 def test_every_accelerator_job_names_a_recipe_preset_and_config_keys_that_exist(job):
     function = re.search(
