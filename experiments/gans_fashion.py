@@ -23,9 +23,12 @@ the DCGAN's generator average: 56.5 after 41,298 steps against 120.7 after 60,74
 one run; the first such pair, 170 s each, no average, scored by another classifier: 48.2 against 95.0
 (0.508x).
 `--tag 30min --config.train.max_train_seconds=1800` (30 minutes each, the budget of the other cpu
-targets; AMD EPYC, 2 cores, 3,812 s wall), run at 2e-4 because the 10-minute DCGAN was still improving:
-111.2 after 42,969 steps against 137.1 after 78,771 (0.81x) — closer, still missed. (The same
-classifier scored them and the 5041591 pair; the Xeon pair's fd values compare only with each other.)
+targets; AMD EPYC, 2 cores, 4,037 s wall, at 4212095, the presets above): 58.4 after 47,901 steps against
+114.0 after 79,958 (0.512x) — missed by 0.012: both improved by about the same fraction in the extra
+20 minutes (81.0 → 58.4, 157.2 → 114.0). The MLP GAN's fd swings from step to step (it has no average):
+its trajectory is the same in every run of its seed, and the first 30-minute run (the DCGAN then at 2e-4:
+111.2, 0.81x) stopped it at step 78,771 with validation fd 139.4 against 116.5 at 79,958 here. (The same
+classifier scored these and the 10-minute cpu pairs; the Xeon pair's fd values compare only with each other.)
 
 Data: the embedded `fashion_mnist` train split (55,000 images) for training, whose periodic evaluations
 read the 5,000 validation images; the 10,000 test images are read once, after training, for the reported

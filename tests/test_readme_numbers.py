@@ -63,6 +63,10 @@ DERIVED: dict[tuple[str, str], tuple[Callable[[], float], str]] = {
         _dcgan_over_mlp_fd("cpu_seed1"),
         "the target's ratio in the second seed's run",
     ),
+    ("`dcgan_fashion`", "0.512×"): (
+        _dcgan_over_mlp_fd("cpu_30min"),
+        "the target's ratio in the 30-minute run",
+    ),
 }
 
 
