@@ -17,15 +17,6 @@ memory, as the heap never shrinks and keeps freed blocks of several sizes: G2P t
 buckets make steps of several sizes, peaked at 2.96 GB resident against 1.67 GB (and trained 8% more
 steps in the same two minutes; README, Benchmarks).
 `AIGC_JAX_MALLOC_DEFAULTS=1` leaves glibc as it is.
-
-Convolutions on XLA:CPU's own threads: this jaxlib hands dots, convolutions and some elementwise and
-reduce fusions to YNNPACK, which runs each convolution on one thread (a 4×4/2 conv of 64 × 14×14×32 → 64
-took 2.7 ms on 2 cores and on 1; PyTorch's took 1.1 and 2.3). `use_parallel_convolutions`, called when
-aigc_jax is imported, keeps YNNPACK for dots only (`CPU_XLA_FLAGS`), so convolutions go to XLA's
-multi-threaded Eigen kernels: 1.5 ms for that conv, and the cnn_fashion cpu train step 43 ms against
-52-54 (benchmarks/image_steps.py, AMD EPYC, 2 cores). Dropping YNNPACK altogether was slower (its dots are
-the fast ones). `AIGC_JAX_XLA_DEFAULTS=1`, or an XLA_FLAGS that sets the option itself, leaves XLA as it is;
-like every XLA flag it takes effect only if set before JAX first compiles.
 """
 
 import ctypes
@@ -33,9 +24,6 @@ import os
 import platform
 
 KEEP_DEFAULTS_ENV = "AIGC_JAX_MALLOC_DEFAULTS"
-XLA_DEFAULTS_ENV = "AIGC_JAX_XLA_DEFAULTS"
-_YNN_OPTION = "--xla_cpu_experimental_ynn_fusion_type"
-CPU_XLA_FLAGS = f"{_YNN_OPTION}=LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
 # mallopt() parameters, from glibc's <malloc.h>
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 _KEEP_FREED = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))
@@ -62,13 +50,3 @@ def keep_freed_memory() -> bool:
 def malloc_setting() -> str:
     """How this process's malloc treats freed memory, in words for result files."""
     return "glibc keeps freed memory (aigc_jax/host.py)" if _kept else "the platform's default"
-
-
-def use_parallel_convolutions() -> bool:
-    """Adds `CPU_XLA_FLAGS` to XLA_FLAGS (YNNPACK for dots only; see the module docstring); returns whether
-    it did: not when opted out with AIGC_JAX_XLA_DEFAULTS=1, nor when XLA_FLAGS already sets the option."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if os.environ.get(XLA_DEFAULTS_ENV, "") not in ("", "0") or _YNN_OPTION in flags:
-        return False
-    os.environ["XLA_FLAGS"] = f"{flags} {CPU_XLA_FLAGS}".strip()
-    return True

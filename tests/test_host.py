@@ -1,5 +1,4 @@
-"""The C heap keeps freed memory for reuse after host.keep_freed_memory(), and XLA:CPU runs convolutions on
-its own threads instead of YNNPACK's one after host.use_parallel_convolutions() (aigc_jax/host.py)."""
+"""The C heap keeps freed memory for reuse after host.keep_freed_memory() (aigc_jax/host.py)."""
 
 import os
 import platform
@@ -90,51 +89,3 @@ def test_transformer_systems_keep_freed_memory_when_built(monkeypatch):
     monkeypatch.setattr(host, "keep_freed_memory", lambda: calls.append(True))
     transformer_g2p.TransformerG2p(transformer_g2p.get_config("smoke"), transformer_g2p.Phonemes(["AA", "B"]))
     assert calls == [True]
-
-
-def test_importing_aigc_jax_keeps_ynnpack_off_convolutions():
-    """conftest set XLA_FLAGS before importing aigc_jax, whose import added the option: this process's
-    convolutions compile to XLA's own kernels, its dots still to YNNPACK fusions."""
-    import jax
-    import jax.numpy as jnp
-
-    assert host.CPU_XLA_FLAGS in os.environ["XLA_FLAGS"]
-    assert "--xla_force_host_platform_device_count=8" in os.environ["XLA_FLAGS"]  # conftest's, kept
-    x, kernel = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
-    conv = jax.jit(
-        lambda x, k: jax.lax.conv_general_dilated(
-            x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-        )
-    )
-    dot = jax.jit(lambda a, b: a @ b)
-    if jax.default_backend() == "cpu":
-        assert "ynn_fusion" not in conv.lower(x, kernel).compile().as_text()
-        assert "ynn_fusion" in dot.lower(jnp.ones((64, 64)), jnp.ones((64, 64))).compile().as_text()
-
-
-@pytest.mark.parametrize(
-    ("env", "flags_after"),
-    [
-        ({"XLA_FLAGS": "--a=1"}, f"--a=1 {host.CPU_XLA_FLAGS}"),
-        ({}, host.CPU_XLA_FLAGS),
-        (
-            {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT"},
-            None,
-        ),  # the user's own
-        ({"XLA_FLAGS": "--a=1", host.XLA_DEFAULTS_ENV: "1"}, None),  # opted out
-    ],
-)
-def test_parallel_convolutions_flag_respects_the_user(monkeypatch, env, flags_after):
-    monkeypatch.delenv("XLA_FLAGS", raising=False)
-    monkeypatch.delenv(host.XLA_DEFAULTS_ENV, raising=False)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    assert host.use_parallel_convolutions() is (flags_after is not None)
-    assert os.environ.get("XLA_FLAGS", "") == (flags_after or env.get("XLA_FLAGS", ""))
-
-
-def test_result_files_record_xla_flags(tmp_path, monkeypatch):
-    from aigc_jax import results
-
-    monkeypatch.setenv("XLA_FLAGS", "--a=1")
-    assert results.write(tmp_path / "result.json", metrics={})["xla_flags"] == "--a=1"
