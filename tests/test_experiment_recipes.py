@@ -11,7 +11,6 @@ import subprocess
 import pytest
 
 from aigc_jax.errors import UserError
-from aigc_jax.train import config as config_lib
 
 _PATH = pathlib.Path(__file__).parents[1] / "experiments" / "common.py"
 _SPEC = importlib.util.spec_from_file_location("experiments_common", _PATH)  # benchmarks/ has a `common` too
@@ -68,7 +67,7 @@ def test_every_accelerator_job_names_a_recipe_preset_and_config_keys_that_exist(
     assert recipe in _RECIPE_SYSTEMS, f"{job}: unknown recipe {recipe}"
     assert through_the_cli or (pathlib.Path(__file__).parents[1] / recipe).exists()
     preset = args[args.index("--preset") + 1]
-    overrides = config_lib.parse_overrides([a for a in args if a.startswith("--config.")])
+    overrides = [a for a in args if a.startswith("--config.")]
     for name in _RECIPE_SYSTEMS[recipe]:
         module = importlib.import_module(f"aigc_jax.systems.{name}")
-        config_lib.apply_overrides(module.get_config(preset), overrides)  # raises on an unknown key
+        recipes.preset_config(module, preset, overrides)  # what the recipes call; raises on an unknown key
