@@ -183,6 +183,12 @@ class Gan(images.ImageDataMethods):
             rng=rng,
         )
 
+    def _training_noise(self, rng: jax.Array, batch_size: int) -> jax.Array:
+        # Split over the batch axes like the real images; unconstrained, XLA replicates it, and every
+        # device then runs the generator (and the discriminator on its fakes) on the whole batch.
+        noise = jax.random.normal(rng, (batch_size, self.noise_dim))
+        return nn.with_logical_constraint(noise, ("batch", None))
+
     def _with_network_state(self, model_state: dict, network: str, network_state: dict) -> dict:
         return {**model_state, network: network_state} if network_state else model_state
 
@@ -198,7 +204,7 @@ class Gan(images.ImageDataMethods):
         fakes, g_state = self._generate(
             state.params,
             state.model_state,
-            jax.random.normal(d_noise_rng, (batch_size, self.noise_dim)),
+            self._training_noise(d_noise_rng, batch_size),
             True,
         )
         fakes = jax.lax.stop_gradient(fakes)
@@ -224,7 +230,7 @@ class Gan(images.ImageDataMethods):
         # 2. generator, with fresh noise, through the updated discriminator (non-saturating loss)
         def g_loss_fn(g_params: Any) -> tuple[jax.Array, dict]:
             params = {**state.params, "generator": g_params}
-            noise = jax.random.normal(g_noise_rng, (batch_size, self.noise_dim))
+            noise = self._training_noise(g_noise_rng, batch_size)
             fakes, g_state = self._generate(params, state.model_state, noise, True)
             logits, _ = self._discriminate(params, state.model_state, fakes, g_dropout_rng, True)
             return _bce(logits, 1.0).mean(), g_state
