@@ -39,9 +39,7 @@ def _cmd_data(args: argparse.Namespace) -> None:
 def _mesh_for(config: Any) -> Any:
     from aigc_jax.train import mesh as mesh_lib
 
-    mesh = mesh_lib.make_mesh(config.mesh.shape)
-    mesh_lib.check_batch_size(config.train.batch_size, mesh)
-    return mesh
+    return mesh_lib.mesh_for(config)
 
 
 def _cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> None:

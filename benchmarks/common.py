@@ -12,6 +12,9 @@ from typing import Any
 import jax
 
 from aigc_jax import results
+from aigc_jax.train import loop
+from aigc_jax.train import mesh as mesh_lib
+from aigc_jax.train.state import create_train_state, param_count
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 
@@ -44,6 +47,24 @@ def paired_ratios(numerator: list[float], denominator: list[float]) -> dict[str,
         [a / b for a, b in zip(numerator, denominator, strict=True)], n=4, method="inclusive"
     )
     return {"q1": q1, "median": median, "q3": q3}
+
+
+def jax_train_step(system: Any, batch: dict[str, Any]) -> tuple[Callable[[], None], int]:
+    """The system's jitted train step on the mesh `aigc-jax train` builds from its config (a CPU host split
+    as `config.mesh.cpu_devices` says), one call per run(); and the system's parameter count."""
+    mesh = mesh_lib.mesh_for(system.config)
+    with loop.activate(mesh):
+        state, shardings = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(0))
+        train_step, _ = loop.jit_steps(system, shardings, mesh)
+    sharded = mesh_lib.shard_batch(batch, mesh)
+    box = {"state": state}
+
+    def run() -> None:
+        with loop.activate(mesh):
+            box["state"], metrics = train_step(box["state"], sharded)
+        jax.block_until_ready(metrics)
+
+    return run, param_count(state.params)
 
 
 def torch_device() -> Any:
@@ -98,6 +119,7 @@ def report_step_ratio(
         },
         target={"jax_over_torch_at_most": 1.0},
         versions={"jax": jax.__version__, "torch": torch.__version__},
+        jax_devices=jax.device_count(),  # the train mesh's, all of them (mesh_lib.mesh_for)
         torch_threads=torch.get_num_threads(),
         torch_device=str(torch_device()),
         repeats=len(times["jax"]),

@@ -15,17 +15,12 @@ after warm-up. Writes benchmarks/results/transformer_g2p_step__<preset>.json wit
 
 import argparse
 
-import jax
 import numpy as np
 import torch
-from common import alternate, report_step_ratio, torch_device, torch_synchronized
+from common import alternate, jax_train_step, report_step_ratio, torch_device, torch_synchronized
 from torch_transformer import TorchTransformer, param_count
 
 from aigc_jax.systems import transformer_g2p
-from aigc_jax.train import loop
-from aigc_jax.train import mesh as mesh_lib
-from aigc_jax.train.state import create_train_state
-from aigc_jax.train.state import param_count as jax_param_count
 
 PHONEMES = transformer_g2p.Phonemes([f"P{i}" for i in range(39)])  # the stress-free inventory's size
 
@@ -44,22 +39,6 @@ def random_batch(batch_size: int, length: int, seed: int = 0) -> dict[str, np.nd
     inputs_BT = np.where(inputs_BT == transformer_g2p.EOS_ID, 0, inputs_BT)
     batch = {"source": source_BT, "inputs": inputs_BT, "targets": targets_BT}
     return {key: value.astype(np.int32) for key, value in batch.items()}
-
-
-def jax_step(system: transformer_g2p.TransformerG2p, batch: dict[str, np.ndarray]):
-    mesh = mesh_lib.make_mesh((1, 1, 1), jax.devices()[:1])
-    with loop.activate(mesh):
-        state, shardings = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(0))
-        train_step, _ = loop.jit_steps(system, shardings, mesh)
-    box = {"state": state}
-    sharded = mesh_lib.shard_batch(batch, mesh)
-
-    def run() -> None:
-        with loop.activate(mesh):
-            box["state"], metrics = train_step(box["state"], sharded)
-        jax.block_until_ready(metrics)
-
-    return run, jax_param_count(state.params)
 
 
 def torch_step(system: transformer_g2p.TransformerG2p, batch: dict[str, np.ndarray]):
@@ -114,7 +93,7 @@ def main() -> None:
     system, batch = setup(args.preset)
     config = system.config
     B, T = batch["source"].shape
-    run_jax, jax_params = jax_step(system, batch)
+    run_jax, jax_params = jax_train_step(system, batch)
     run_torch, torch_params = torch_step(system, batch)
     assert jax_params == torch_params, f"parameter counts differ: jax {jax_params}, torch {torch_params}"
     times = alternate({"jax": run_jax, "torch": run_torch}, repeats=args.repeats)

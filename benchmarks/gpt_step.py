@@ -13,36 +13,20 @@ benchmarks/results/gpt_step__<preset>.json with both times and `jax_over_torch` 
 import argparse
 from typing import Any
 
-import jax
 import numpy as np
 import torch
-from common import alternate, report_step_ratio, torch_device, torch_synchronized
+from common import alternate, jax_train_step, report_step_ratio, torch_device, torch_synchronized
 from torch_gpt import TorchGPT
 
 from aigc_jax.data import text
 from aigc_jax.systems import gpt_shakespeare
-from aigc_jax.train import loop
-from aigc_jax.train import mesh as mesh_lib
-from aigc_jax.train.state import create_train_state
 
 VOCAB = "".join(chr(c) for c in range(32, 117))  # 85 characters, about the corpus's alphabet
 
 
 def jax_step(config, tokens: np.ndarray):
     system = gpt_shakespeare.GptShakespeare(config, text.build_tokenizer("char", VOCAB))
-    mesh = mesh_lib.make_mesh((1, 1, 1), jax.devices()[:1])
-    with loop.activate(mesh):
-        state, shardings = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(0))
-        train_step, _ = loop.jit_steps(system, shardings, mesh)
-    batch = mesh_lib.shard_batch({"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}, mesh)
-    box = {"state": state}
-
-    def run() -> None:
-        with loop.activate(mesh):
-            box["state"], metrics = train_step(box["state"], batch)
-        jax.block_until_ready(metrics)
-
-    return run
+    return jax_train_step(system, {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]})[0]
 
 
 def torch_step(config, tokens: np.ndarray, vocab_size: int):

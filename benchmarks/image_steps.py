@@ -24,38 +24,15 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-import jax
 import numpy as np
 import torch
-from common import alternate, report_step_ratio, torch_device, torch_synchronized
+from common import alternate, jax_train_step, report_step_ratio, torch_device, torch_synchronized
 from torch_convnets import TorchDcganDiscriminator, TorchDcganGenerator, TorchVggBnCNN, param_count
 
 from aigc_jax.systems import cnn_fashion, dcgan_fashion
-from aigc_jax.train import loop
-from aigc_jax.train import mesh as mesh_lib
-from aigc_jax.train.state import create_train_state
-from aigc_jax.train.state import param_count as jax_param_count
 
 SYSTEMS = {"cnn_fashion": cnn_fashion, "dcgan_fashion": dcgan_fashion}
 PRESET = "cpu"
-
-
-def jax_step(system: Any, batch: dict[str, np.ndarray]) -> tuple[Callable[[], None], int]:
-    """The system's jitted train step on a single-device mesh, and its parameter count."""
-    mesh = mesh_lib.make_mesh((1, 1, 1), jax.devices()[:1])
-    with loop.activate(mesh):
-        state, shardings = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(0))
-        train_step, _ = loop.jit_steps(system, shardings, mesh)
-    count = jax_param_count(state.params)
-    batch = mesh_lib.shard_batch(batch, mesh)
-    box = {"state": state}
-
-    def run() -> None:
-        with loop.activate(mesh):
-            box["state"], metrics = train_step(box["state"], batch)
-        jax.block_until_ready(metrics)
-
-    return run, count
 
 
 def torch_cnn_step(
@@ -134,7 +111,7 @@ def benchmark(name: str, repeats: int) -> None:
     config, system, batch = setup(name)
     image_shape = tuple(batch["image"].shape[1:])
     B = batch["image"].shape[0]
-    jax_run, jax_count = jax_step(system, batch)
+    jax_run, jax_count = jax_train_step(system, batch)
     if name == "cnn_fashion":
         torch_run, torch_count = torch_cnn_step(config, system.data.num_classes, batch)
         m = config.model

@@ -13,37 +13,20 @@ benchmarks/results/textcnn_reviews_step__<preset>.json with both times and `jax_
 
 import argparse
 
-import jax
 import numpy as np
 import torch
-from common import alternate, report_step_ratio, torch_device, torch_synchronized
+from common import alternate, jax_train_step, report_step_ratio, torch_device, torch_synchronized
 from torch_textcnn import TorchTextCNN
 
 from aigc_jax.data import text
 from aigc_jax.systems import textcnn_reviews
-from aigc_jax.train import loop
-from aigc_jax.train import mesh as mesh_lib
-from aigc_jax.train.state import create_train_state, param_count
 
 VOCAB_SIZE = 18_000  # about the vocabulary of nine folds of the sentences
 
 
 def jax_step(config, batch: dict[str, np.ndarray]):
     words = [f"w{i}" for i in range(VOCAB_SIZE - 2)]
-    system = textcnn_reviews.TextCnnReviews(config, text.WordTokenizer(words))
-    mesh = mesh_lib.make_mesh((1, 1, 1), jax.devices()[:1])
-    with loop.activate(mesh):
-        state, shardings = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(0))
-        train_step, _ = loop.jit_steps(system, shardings, mesh)
-    sharded = mesh_lib.shard_batch(batch, mesh)
-    box = {"state": state}
-
-    def run() -> None:
-        with loop.activate(mesh):
-            box["state"], metrics = train_step(box["state"], sharded)
-        jax.block_until_ready(metrics)
-
-    return run, param_count(state.params)
+    return jax_train_step(textcnn_reviews.TextCnnReviews(config, text.WordTokenizer(words)), batch)
 
 
 def torch_step(config, batch: dict[str, np.ndarray]):

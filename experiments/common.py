@@ -69,7 +69,8 @@ def train(module: ModuleType, preset: str, workdir: pathlib.Path, overrides: lis
     """Trains `module`'s system from its preset and the overrides into `workdir` (resuming if it can)."""
     config = preset_config(module, preset, overrides)
     config_lib.check_workdir(workdir, config)
-    return loop.fit(module.build(config, workdir), workdir, mesh_lib.make_mesh(config.mesh.shape))
+    mesh = mesh_lib.mesh_for(config)
+    return loop.fit(module.build(config, workdir), workdir, mesh)
 
 
 def evaluate_split(
@@ -79,8 +80,8 @@ def evaluate_split(
     config keys) change how it is evaluated, e.g. {"decoding.beam_size": "4"}."""
     config = config_lib.apply_overrides(config_lib.load_workdir_config(workdir), overrides or {})
     config.data.eval_split = split
+    mesh = mesh_lib.mesh_for(config)
     system = module.build(config, workdir)
-    mesh = mesh_lib.make_mesh(config.mesh.shape)
     with loop.activate(mesh):
         return loop.evaluate_state(system, loop.restore_state(system, workdir, mesh), mesh)
 

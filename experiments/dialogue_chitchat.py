@@ -57,7 +57,7 @@ def example_exchanges(workdir: pathlib.Path) -> list[dict[str, object]]:
     records = catalog.records(config.data.name, "validation")
     chosen = [records[i * len(records) // NUM_EXAMPLES] for i in range(NUM_EXAMPLES)]
     contexts = [record["context"].split("\n")[-config.data.context_turns :] for record in chosen]
-    mesh = mesh_lib.make_mesh(config.mesh.shape)
+    mesh = mesh_lib.mesh_for(config)
     with loop.activate(mesh):
         state = loop.restore_state(system, workdir, mesh)
         sampled = system.reply(state, jax.random.PRNGKey(0), contexts, top_p=0.9)

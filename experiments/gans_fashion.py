@@ -95,8 +95,8 @@ def untrained(module, preset: str, overrides: list[str], workdir: pathlib.Path) 
     """The test-split metrics of the generator before any training (the seed's initial weights)."""
     config = common.preset_config(module, preset, overrides)
     config.data.eval_split = "test"
+    mesh = mesh_lib.mesh_for(config)
     system = module.build(config, workdir)
-    mesh = mesh_lib.make_mesh(config.mesh.shape)
     with loop.activate(mesh):
         state, _ = create_train_state(
             system.init_variables, system.tx, mesh, jax.random.PRNGKey(config.train.seed)

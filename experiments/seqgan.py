@@ -105,7 +105,7 @@ def text_scores(system: seqgan.SeqGan, state: TrainState, seed: int) -> dict[str
 
 def untrained(system: seqgan.SeqGan, seed: int) -> dict[str, Any]:
     """The whole evaluation split (and text scores) of the untrained generator: the `random` row."""
-    mesh = mesh_lib.make_mesh(system.config.mesh.shape)
+    mesh = mesh_lib.mesh_for(system.config)
     with loop.activate(mesh):
         state, _ = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(seed))
         scores = loop.evaluate_state(system, state, mesh)
@@ -114,7 +114,7 @@ def untrained(system: seqgan.SeqGan, seed: int) -> dict[str, Any]:
 
 def trained_text_scores(workdir: pathlib.Path, seed: int) -> dict[str, Any]:
     system = seqgan.build(config_lib.load_workdir_config(workdir), workdir)
-    mesh = mesh_lib.make_mesh(system.config.mesh.shape)
+    mesh = mesh_lib.mesh_for(system.config)
     with loop.activate(mesh):
         return text_scores(system, loop.restore_state(system, workdir, mesh), seed)
 

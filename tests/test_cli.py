@@ -228,6 +228,16 @@ def test_console_script_lists_systems():
         assert line[status_column:].startswith(spec.status)
 
 
+def test_train_splits_a_cpu_host_into_the_devices_its_config_asks_for(tmp_path):
+    # a process of its own, without the tests' 8 simulated devices: JAX fixes its devices when first used
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    command = [sys.executable, "-m", "aigc_jax.cli", *_smoke_train(tmp_path / "run")]
+    command += ["--config.mesh.cpu_devices=2", "--config.train.num_steps=2", "--config.train.eval_every=0"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "mesh {'data': 2, 'fsdp': 1, 'tensor': 1}" in done.stdout
+
+
 @pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_and_ctrl_c_save_a_checkpoint_and_exit_with_the_signal_code(tmp_path, signum, exit_code):
     workdir = tmp_path / "run"

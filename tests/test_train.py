@@ -59,6 +59,16 @@ def test_mesh_shape_fills_and_checks():
         mesh_lib.mesh_shape((-1, -1, 2), 8)
 
 
+def test_a_cpu_split_asked_for_after_jax_set_up_its_devices_is_reported_not_applied(capsys):
+    assert len(jax.devices()) == 8  # the tests' simulated devices, set up before any test runs
+    mesh_lib.split_cpu_host(0)  # the default: leave the host as JAX set it up
+    mesh_lib.split_cpu_host(8)  # already so
+    assert capsys.readouterr().err == ""
+    mesh_lib.split_cpu_host(2)
+    assert "config.mesh.cpu_devices=2 not applied: JAX set up 8 CPU devices" in capsys.readouterr().err
+    assert len(jax.devices()) == 8
+
+
 def _two_steps(workdir, shape, devices):
     system = smoke_system(workdir)
     mesh = mesh_lib.make_mesh(shape, devices)

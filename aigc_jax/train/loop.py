@@ -54,7 +54,12 @@ def system_config(name: str, preset: str, presets: Sequence[str]) -> ml_collecti
     config.preset = preset
     config.train = default_config()
     config.optim = optim.default_config()
-    config.mesh = ml_collections.ConfigDict({"shape": (-1, 1, 1)})  # (data, fsdp, tensor); -1 fills
+    config.mesh = ml_collections.ConfigDict(
+        {
+            "shape": (-1, 1, 1),  # (data, fsdp, tensor); -1 fills
+            "cpu_devices": 0,  # > 0: a CPU-only host is split into this many devices (mesh.split_cpu_host)
+        }
+    )
     return config
 
 

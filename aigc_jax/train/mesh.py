@@ -6,6 +6,7 @@ FSDP and tensor parallel without touching model code.
 """
 
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,6 +59,39 @@ def make_mesh(shape: Sequence[int] = (-1, 1, 1), devices: Sequence[jax.Device] |
     # turn into asserts and fail (see shared/ARCHITECTURE.md).
     axis_types = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
     return jax.make_mesh(resolved, MESH_AXES, axis_types=axis_types, devices=devices)
+
+
+def split_cpu_host(num_devices: int) -> None:
+    """Has JAX present this host's CPU as `num_devices` devices (`config.mesh.cpu_devices`; 0 keeps JAX's
+    default: one, or XLA_FLAGS' --xla_force_host_platform_device_count). Meshes on accelerators ignore it.
+
+    Why: XLA:CPU runs most convolutions and matmuls of a step on one thread each, so a one-device step
+    leaves cores idle; a data-parallel mesh of one device per core runs the shards side by side
+    (transformer_g2p's step: ~15% faster on 2 devices of 2 cores, benchmarks/g2p_step.py). JAX fixes its
+    devices the first time it touches them; after that (a notebook that already ran JAX, the tests' 8
+    simulated devices) the split cannot change, and the run says so and keeps the devices it has.
+    """
+    if num_devices <= 0:
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", num_devices)
+    except RuntimeError:  # JAX has set up its devices already
+        have = len(jax.devices("cpu"))
+        if have != num_devices:
+            print(
+                f"note: config.mesh.cpu_devices={num_devices} not applied: JAX set up {have} CPU devices "
+                "before this run; start a fresh process for the split",
+                file=sys.stderr,
+            )
+
+
+def mesh_for(config: Any) -> Mesh:
+    """The mesh `config.mesh` asks for (after splitting a CPU host as it says), checked against
+    `config.train.batch_size`. Configs of workdirs older than `cpu_devices` leave the host as it is."""
+    split_cpu_host(config.mesh.get("cpu_devices", 0))
+    mesh = make_mesh(config.mesh.shape)
+    check_batch_size(config.train.batch_size, mesh)
+    return mesh
 
 
 def divisible_sharding(shape: Sequence[int], sharding: NamedSharding) -> NamedSharding:
