@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 import flax.linen as nn
 import image_steps
 import jax
-from common import RESULTS, alternate, medians, paired_ratios
+from common import RESULTS, alternate, jax_train_step, medians, paired_ratios
 
 from aigc_jax import results
 from aigc_jax.models import convnets
@@ -38,7 +38,7 @@ def linen_batch_norm() -> Iterator[None]:
 def traced_step(name: str) -> Callable[[], None]:
     """The system's jitted train step, run once so that it is traced and compiled now."""
     _, system, batch = image_steps.setup(name)
-    run, _ = image_steps.jax_step(system, batch)
+    run, _ = jax_train_step(system, batch)
     run()
     return run
 

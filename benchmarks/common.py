@@ -3,8 +3,12 @@
 Both sides run on the same hardware: the CPU here, or, where JAX finds a GPU and PyTorch has CUDA, that
 GPU (the result file then ends in `__gpu.json`, beside the CPU one)."""
 
+import json
+import os
 import pathlib
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +38,27 @@ def alternate(
             run()
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def child_json(script: str, args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Runs `python script args` in a fresh process (for settings that hold for a whole process) and
+    returns the JSON object on its last line of output."""
+    environ = dict(os.environ) if env is None else env
+    done = subprocess.run([sys.executable, script, *args], env=environ, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{script} {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def median_seconds(run: Callable[[], None], steps: int, warmup: int = 5) -> float:
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def medians(times: dict[str, list[float]]) -> dict[str, float]:

@@ -17,60 +17,46 @@ import json
 import os
 import resource
 import statistics
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 
 import g2p_step
 import gpt_step
 import image_steps
-from common import RESULTS
+from common import RESULTS, child_json, jax_train_step, median_seconds
 
 from aigc_jax import host, results
 
 
 def _g2p(side: str) -> Callable[[], None]:
     system, batch = g2p_step.setup("cpu")
-    return (g2p_step.jax_step if side == "jax" else g2p_step.torch_step)(system, batch)[0]
+    return (jax_train_step if side == "jax" else g2p_step.torch_step)(system, batch)[0]
 
 
 CONTENDERS: dict[str, Callable[[], Callable[[], None]]] = {
     "gpt_shakespeare jax": lambda: gpt_step.jax_step(*gpt_step.setup("cpu")),
     "transformer_g2p jax": lambda: _g2p("jax"),
     "transformer_g2p torch": lambda: _g2p("torch"),
-    "cnn_fashion jax": lambda: image_steps.jax_step(*image_steps.setup("cnn_fashion")[1:])[0],
+    "cnn_fashion jax": lambda: jax_train_step(*image_steps.setup("cnn_fashion")[1:])[0],
 }
 SETTINGS = {"kept": {}, "defaults": {host.KEEP_DEFAULTS_ENV: "1"}}
+WARMUP = 5
 
 
-def measure(contender: str, steps: int, warmup: int = 5) -> dict[str, float | str]:
+def measure(contender: str, steps: int) -> dict[str, float | str]:
     """In this process: the contender's median step time and minor page faults per timed step."""
     host.keep_freed_memory()
     run = CONTENDERS[contender]()
-    for _ in range(warmup):
+    for _ in range(WARMUP):
         run()
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
+    seconds = median_seconds(run, steps, warmup=0)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-    return {
-        "malloc": host.malloc_setting(),
-        "step_seconds": statistics.median(times),
-        "page_faults_per_step": faults / steps,
-    }
+    return {"malloc": host.malloc_setting(), "step_seconds": seconds, "page_faults_per_step": faults / steps}
 
 
 def child(contender: str, setting: str, steps: int) -> dict[str, float | str]:
     environ = {k: v for k, v in os.environ.items() if k != host.KEEP_DEFAULTS_ENV} | SETTINGS[setting]
-    command = [sys.executable, __file__, "--child", contender, "--steps", str(steps)]
-    done = subprocess.run(command, env=environ, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"{contender} ({setting}) failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return child_json(__file__, ["--child", contender, "--steps", str(steps)], environ)
 
 
 def main() -> None:
