@@ -99,9 +99,9 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         # epochs) are ~95 minutes. Shorter schedules fell short of the targets: 2,000 steps reached test
         # WER 0.367 and 5,000 steps 0.304 (transformer_g2p__cpu_{2000,5000}_steps.json).
         config.train.update(num_steps=14000, log_every=100, eval_every=1000, checkpoint_every=1000)
-        # the 2 cores as 2 data-parallel devices: XLA:CPU runs each matmul of a one-device step on one
-        # thread; split, the step took 0.29-0.31 s instead of 0.34-0.37 (benchmarks/g2p_step.py), and
-        # 400 real steps gave the one-device losses to 3 decimals (mesh.split_cpu_host)
+        # the 2 cores as 2 data-parallel devices: the step took 0.88 of its one-device time
+        # (benchmarks/results/cpu_devices__cpu.json), and 400 real steps logged the one-device losses to
+        # 3 decimals (experiments/results/transformer_g2p__cpu_devices_check.json)
         config.mesh.cpu_devices = 2
     elif preset == "full":
         config.model.update(num_layers=4, embed_dim=256, dropout=0.2)
