@@ -23,7 +23,7 @@ transformer_g2p__full.json): test WER 0.2400 and PER 0.0579 with beam 4 (greedy 
 Recorded (`cpu`, transformer_g2p__cpu.json): test WER 0.2538 and PER 0.0605 with beam 4 (greedy 0.257 /
 0.062; validation beam 0.261 / 0.063) after 6,575 s of training: PER met, WER missed by 0.004. That run
 had the 2 cores as one JAX device; the preset now splits them into two data-parallel devices
-(`mesh.cpu_devices = 2`), the same training to float rounding and ~8% faster a step
+(`mesh.cpu_devices = 2`), the same training to float rounding and ~7% faster a step
 (transformer_g2p__cpu_devices_check.json: 400 steps each way); it has not been re-run whole since.
 Shorter schedules, recorded before the preset became 14,000 steps: 5,000 steps (a 34-minute cap stopped
 the run at 4,900, ~11 epochs, 2,055 s) reached test WER 0.304 and PER 0.074 with beam 4 (greedy 0.306 /

@@ -78,7 +78,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         )
         config.optim.update(learning_rate=3e-3, warmup_steps=100)
         # the 2 cores as 2 data-parallel devices: the step took 0.81 of its one-device time
-        # (benchmarks/results/cpu_devices__cpu.json); the same training to float rounding
+        # (benchmarks/results/cpu_devices__cpu.json); the same training up to float rounding
         config.mesh.cpu_devices = 2
     elif preset == "full":
         config.model.update(
