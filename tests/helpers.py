@@ -40,6 +40,15 @@ def run_steps(system, mesh, num_steps, batch=None):
     return state, history
 
 
+def step_flops(system, mesh, batch):
+    """FLOPs per device of the system's compiled train step on `mesh` (XLA's count: loop bodies once)."""
+    with loop.activate(mesh):
+        state, shardings = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(0))
+        train_step, _ = loop.jit_steps(system, shardings, mesh)
+        compiled = train_step.lower(state, mesh_lib.shard_batch(batch, mesh)).compile()
+    return compiled.cost_analysis()["flops"]
+
+
 def single_device_mesh():
     return mesh_lib.make_mesh((1, 1, 1), jax.devices()[:1])
 

@@ -19,7 +19,7 @@ from aigc_jax.train import config as config_lib
 from aigc_jax.train import loop
 from aigc_jax.train import mesh as mesh_lib
 from aigc_jax.train.state import create_train_state, param_count
-from tests.helpers import host, run_steps, single_device_mesh
+from tests.helpers import host, run_steps, single_device_mesh, step_flops
 
 FASHION = jnp.zeros((2, 28, 28, 1))
 NOISE = jnp.zeros((2, 100))
@@ -208,17 +208,8 @@ def test_gan_step_splits_its_work_over_the_data_shards(tmp_path, module):
     # generator and the discriminator's pass on its fakes for the whole batch (0.80 of the work each).
     system = _smoke(module, tmp_path)
     batch = next(iter(system.train_dataset()))
-
-    def flops(mesh):
-        with loop.activate(mesh):
-            state, shardings = create_train_state(
-                system.init_variables, system.tx, mesh, jax.random.PRNGKey(0)
-            )
-            train_step, _ = loop.jit_steps(system, shardings, mesh)
-            compiled = train_step.lower(state, mesh_lib.shard_batch(batch, mesh)).compile()
-        return compiled.cost_analysis()["flops"]
-
-    assert flops(mesh_lib.make_mesh((8, 1, 1))) < 0.2 * flops(single_device_mesh())
+    eight_way = step_flops(system, mesh_lib.make_mesh((8, 1, 1)), batch)
+    assert eight_way < 0.2 * step_flops(system, single_device_mesh(), batch)
 
 
 def test_gan_resume_equals_an_uninterrupted_run(tmp_path):

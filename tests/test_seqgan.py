@@ -17,7 +17,7 @@ from aigc_jax.train import loop
 from aigc_jax.train import mesh as mesh_lib
 from aigc_jax.train.checkpoint import Checkpointer
 from aigc_jax.train.state import abstract_train_state, create_train_state, param_count
-from tests.helpers import host, run_steps, single_device_mesh
+from tests.helpers import host, run_steps, single_device_mesh, step_flops
 
 # Every phase within four steps: 0 MLE, 1 discriminator, 2 policy gradient, 3 discriminator.
 ALL_PHASES = {"phases.mle_steps": "1", "phases.d_pretrain_steps": "1", "phases.d_steps": "1"}
@@ -208,6 +208,15 @@ def test_sharded_resumed_steps_equal_uninterrupted_single_device_steps(tmp_path)
     for part in ("params", "opt_state"):
         jax.tree.map(np.testing.assert_array_equal, getattr(resumed, part), getattr(full, part))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), full.params, host(single.params))
+
+
+def test_sampling_and_rollouts_split_their_rows_over_the_data_shards(tmp_path):
+    # The step draws its sequences and rollouts itself, from no sharded input: unconstrained, every
+    # device of an 8-way mesh ran all of them, and its FLOPs equalled a one-device step's.
+    system = _smoke(tmp_path, **ALL_PHASES)
+    batch = next(iter(system.train_dataset()))
+    eight_way = step_flops(system, mesh_lib.make_mesh((8, 1, 1)), batch)
+    assert eight_way < 0.5 * step_flops(system, single_device_mesh(), batch)
 
 
 def test_evaluation_scores_generated_sequences_under_the_oracle(tmp_path):

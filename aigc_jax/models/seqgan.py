@@ -51,6 +51,19 @@ def zero_carry(batch_size: int, hidden_dim: int) -> Carry:
     return jnp.zeros((batch_size, hidden_dim)), jnp.zeros((batch_size, hidden_dim))
 
 
+def _split_rows(tree: Any, axis: int = 0) -> Any:
+    """Constrains axis `axis` (rows) of every array to the mesh's batch axes. Sampling and rollouts draw
+    their sequences inside the step, from no sharded input that XLA could follow: unconstrained, every
+    device of a data-parallel mesh ran all the rows."""
+
+    def split(x: jax.Array) -> jax.Array:
+        names = [None] * x.ndim
+        names[axis] = "batch"
+        return nn.with_logical_constraint(x, tuple(names))
+
+    return jax.tree.map(split, tree)
+
+
 def init_generator(model: LstmGenerator, rng: jax.Array) -> dict[str, Any]:
     return model.init(rng, zero_carry(1, model.hidden_dim), jnp.zeros((1,), jnp.int32))
 
@@ -130,8 +143,8 @@ def sample(model: LstmGenerator, params: Any, keys_B: jax.Array, length: int) ->
         return (carry, tokens_B), tokens_B
 
     B = keys_B.shape[0]
-    start = (zero_carry(B, model.hidden_dim), jnp.full((B,), START, jnp.int32))
-    _, tokens_TB = jax.lax.scan(body, start, uniforms(keys_B, length))
+    start = _split_rows((zero_carry(B, model.hidden_dim), jnp.full((B,), START, jnp.int32)))
+    _, tokens_TB = jax.lax.scan(body, start, _split_rows(uniforms(keys_B, length), axis=1))
     return tokens_TB.T
 
 
@@ -155,6 +168,7 @@ def rollouts(
     R = M * B  # rows of a lane, ordered (m, b)
     carries_TB, _ = teacher_forced(model, params, tokens_BT)
     u_LTR = uniforms(jax.random.split(rng, L * R), T).reshape(T, L, R).transpose(1, 0, 2)
+    u_LTR = _split_rows(u_LTR, axis=2)  # each device rolls out its own block of rows
 
     def per_row(x_B: jax.Array) -> jax.Array:  # [B, ...] -> [R, ...]
         return jnp.broadcast_to(x_B[None], (M, *x_B.shape)).reshape(R, *x_B.shape[1:])
@@ -169,7 +183,7 @@ def rollouts(
         first, u_TR = xs  # the prefix completed first; the other is P + 1 - first
         second = P + 1 - first
         switch = T - first  # the step at which the lane moves on to its second prefix
-        second_carry, second_last_R = prefix_start(second)
+        second_carry, second_last_R = _split_rows(prefix_start(second))
 
         def body(state: tuple[Carry, jax.Array, jax.Array, jax.Array], xs: tuple) -> tuple[Any, None]:
             carry, tokens_R, first_RT, second_RT = state
@@ -185,7 +199,7 @@ def rollouts(
             second_RT = jnp.where(here_T & in_second, tokens_R[:, None], second_RT)
             return (carry, tokens_R, first_RT, second_RT), None
 
-        start = (*prefix_start(first), whole_RT, whole_RT)
+        start = _split_rows((*prefix_start(first), whole_RT, whole_RT))
         (_, _, first_RT, second_RT), _ = jax.lax.scan(body, start, (jnp.arange(T), u_TR))
         return first_RT, second_RT
 
