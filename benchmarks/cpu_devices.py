@@ -29,6 +29,9 @@ SYSTEMS = (
     "dcgan_fashion",
     "textcnn_reviews",
     "transformer_g2p",
+    "fasttext_reviews",
+    "dialogue_chitchat",
+    "unet_fashion_scenes",
 )
 
 
