@@ -67,8 +67,8 @@ def split_cpu_host(num_devices: int) -> None:
 
     Why: XLA:CPU runs most convolutions and matmuls of a step on one thread each, so a one-device step
     leaves cores idle; a data-parallel mesh of one device per core runs the shards side by side (on 2
-    devices of 2 cores, transformer_g2p's step took 0.88 and gpt_shakespeare's 0.81 of their one-device
-    times; textcnn_reviews' 1.30, all-reducing a large embedding gradient: benchmarks/cpu_devices.py).
+    devices of 2 cores, transformer_g2p's step took ~0.9 and gpt_shakespeare's ~0.75 of their one-device
+    times; textcnn_reviews' 1.3, all-reducing a large embedding gradient: benchmarks/cpu_devices.py).
     JAX fixes its devices the first time it touches them; after that (a notebook that already ran JAX,
     the tests' 8 simulated devices) the split cannot change, and the run says so and keeps its devices.
     """
