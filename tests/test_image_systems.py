@@ -205,7 +205,7 @@ def test_gan_step_splits_its_work_over_the_data_shards(tmp_path):
     # Per-device FLOPs of the compiled step: on 8 data shards each device does ~1/8 of the work. The
     # noise is drawn inside the step (gan.py, shared by both GANs); left unconstrained it was replicated,
     # and every device ran the generator and the discriminator's pass on its fakes for the whole batch
-    # (0.80 of the work each).
+    # (0.83 of the work each).
     system = _smoke(dcgan_fashion, tmp_path)
     batch = next(iter(system.train_dataset()))
     eight_way = step_flops(system, mesh_lib.make_mesh((8, 1, 1)), batch)

@@ -67,6 +67,8 @@ def test_a_cpu_split_asked_for_after_jax_set_up_its_devices_is_reported_not_appl
     mesh_lib.split_cpu_host(2)
     assert "config.mesh.cpu_devices=2 not applied: JAX set up 8 CPU devices" in capsys.readouterr().err
     assert len(jax.devices()) == 8
+    with pytest.raises(UserError, match="cpu_devices must be 0"):
+        mesh_lib.split_cpu_host(-1)
 
 
 def _two_steps(workdir, shape, devices):

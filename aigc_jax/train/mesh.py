@@ -72,7 +72,9 @@ def split_cpu_host(num_devices: int) -> None:
     JAX fixes its devices the first time it touches them; after that (a notebook that already ran JAX,
     the tests' 8 simulated devices) the split cannot change, and the run says so and keeps its devices.
     """
-    if num_devices <= 0:
+    if num_devices < 0:
+        raise UserError(f"config.mesh.cpu_devices must be 0 (JAX's default) or a count, not {num_devices}")
+    if num_devices == 0:
         return
     try:
         jax.config.update("jax_num_cpu_devices", num_devices)
