@@ -116,8 +116,8 @@ def _cmd_sample(args: argparse.Namespace, extra: Sequence[str]) -> None:
 
     workdir = pathlib.Path(args.workdir)
     options = _parse_options(extra)
-    if args.num is not None:
-        options["num_samples"] = args.num
+    if args.num_samples is not None:
+        options["num_samples"] = args.num_samples
     system, state, mesh = _restore(workdir)
     with loop.activate(mesh):
         outputs = system.sample(state, jax.random.PRNGKey(args.seed), **options)
@@ -195,7 +195,8 @@ def _parser() -> argparse.ArgumentParser:
     sample = commands.add_parser("sample", help="sample from the latest checkpoint of a workdir")
     sample.add_argument("--workdir", required=True)
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--num", type=int, default=None, help="number of samples")
+    num_flag = systems.option_flag("num_samples")
+    sample.add_argument(num_flag, dest="num_samples", type=int, default=None, help="number of samples")
     chat = commands.add_parser("chat", help="talk with a dialogue model (stdin lines are your turns)")
     chat.add_argument("--workdir", required=True)
     chat.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass")

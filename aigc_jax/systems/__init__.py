@@ -120,3 +120,9 @@ def get_spec(name: str) -> SystemSpec:
 
 def load(name: str) -> ModuleType:
     return importlib.import_module(get_spec(name).module)
+
+
+def option_flag(option: str) -> str:
+    """The command-line flag of a sample option: `--num` for `num_samples` (the one shorthand; the CLI
+    declares it from here), else the name with hyphens (`--top-p`)."""
+    return "--num" if option == "num_samples" else f"--{option.replace('_', '-')}"

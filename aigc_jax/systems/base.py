@@ -11,6 +11,7 @@ import numpy as np
 import optax
 
 from aigc_jax.errors import UserError
+from aigc_jax.systems import option_flag
 from aigc_jax.train import config as config_lib
 from aigc_jax.train.state import TrainState
 
@@ -68,19 +69,19 @@ def sample_options(defaults: ml_collections.ConfigDict, options: dict[str, Any])
     text and `--temperature hot` is a `UserError`."""
     unknown = set(options) - set(defaults)
     if unknown:
-        flags = [_flag(name) for name in sorted(unknown)]
-        known = [_flag(name) for name in sorted(defaults)]
+        flags = [option_flag(name) for name in sorted(unknown)]
+        known = [option_flag(name) for name in sorted(defaults)]
         raise UserError(f"this system's sample takes no {', '.join(flags)}; its options: {', '.join(known)}")
 
     def typed(name: str, value: Any) -> Any:
         if not isinstance(value, str):
             return value
-        return config_lib.convert(_flag(name), value, defaults[name])
+        return config_lib.convert(option_flag(name), value, defaults[name])
 
     chosen = defaults.to_dict() | {k: typed(k, v) for k, v in options.items() if v is not None}
     for name, value in chosen.items():  # counts, lengths, temperatures, top-k / top-p, beam sizes
         if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-            raise UserError(f"{_flag(name)} must be 0 or more, not {value}")
+            raise UserError(f"{option_flag(name)} must be 0 or more, not {value}")
     check_top_p(chosen.get("top_p", 1.0))
     return chosen
 
@@ -89,8 +90,3 @@ def check_top_p(top_p: float) -> None:
     """Top-p sampling keeps the likeliest tokens whose probabilities sum to `top_p`: a mass in (0, 1]."""
     if not 0 < top_p <= 1:
         raise UserError(f"--top-p is a probability mass in (0, 1], not {top_p}")
-
-
-def _flag(option: str) -> str:
-    """The command-line flag of a sample option (`aigc-jax sample --num` sets `num_samples`)."""
-    return "--num" if option == "num_samples" else f"--{option.replace('_', '-')}"
