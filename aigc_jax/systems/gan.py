@@ -244,7 +244,7 @@ class Gan(images.ImageDataMethods):
             "d_loss": d_loss,
             "g_loss": g_loss,
             # the NaN guard checks logged metrics: a non-finite update shows here before it is saved
-            "grad_norm": optax.global_norm((d_grads, g_grads)),
+            "grad_norm": optax.tree.norm((d_grads, g_grads)),
             "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),  # D's mean belief that real images are real
             "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
         }

@@ -227,7 +227,7 @@ class SeqGan:
             return nets.token_nll(self.generator, g_params, real_BT).mean()
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params["generator"])
-        metrics = self._metrics(0, mle_loss=loss, grad_norm=optax.global_norm(grads))
+        metrics = self._metrics(0, mle_loss=loss, grad_norm=optax.tree.norm(grads))
         return state.apply_gradients({"generator": grads}), metrics
 
     def _discriminator_step(
@@ -244,7 +244,7 @@ class SeqGan:
             return optax.sigmoid_binary_cross_entropy(logits_N, labels_N).mean()
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params["discriminator"])
-        metrics = self._metrics(1, d_loss=loss, grad_norm=optax.global_norm(grads))
+        metrics = self._metrics(1, d_loss=loss, grad_norm=optax.tree.norm(grads))
         return state.apply_gradients({"discriminator": grads}), metrics
 
     def _policy_gradient_step(
@@ -268,7 +268,7 @@ class SeqGan:
             {"policy_gradient" if self.separate_pg_optimizer else "generator": grads}
         )
         return state, self._metrics(
-            2, pg_loss=loss, reward=rewards_BT.mean(), grad_norm=optax.global_norm(grads)
+            2, pg_loss=loss, reward=rewards_BT.mean(), grad_norm=optax.tree.norm(grads)
         )
 
     def phase(self, step: jax.Array) -> jax.Array:

@@ -50,7 +50,7 @@ def gradient_step(state: TrainState, loss_fn: LossFn) -> tuple[TrainState, dict[
         state.params
     )
     changes = {"model_state": aux["model_state"]} if "model_state" in aux else {}
-    metrics = {"loss": loss, **aux.get("metrics", {}), "grad_norm": optax.global_norm(grads)}
+    metrics = {"loss": loss, **aux.get("metrics", {}), "grad_norm": optax.tree.norm(grads)}
     return state.apply_gradients(grads, **changes), metrics
 
 
