@@ -53,6 +53,10 @@ def git_commit() -> str:
     return commit.strip() + ("+uncommitted changes" if dirty.strip() else "")
 
 
+# the code the script runs: a commit made while it runs (hours of training) is not that code
+_COMMIT_AT_START = git_commit()
+
+
 def command_line() -> str:
     return shlex.join([pathlib.Path(sys.executable).name, *sys.argv])
 
@@ -61,7 +65,8 @@ def write(path: str | pathlib.Path, **fields: Any) -> dict[str, Any]:
     """Writes `fields` plus command, hardware, malloc setting, git commit and date as JSON; returns the
     record.
 
-    `wall_seconds`, unless given, is the time since this module was imported (the script's run).
+    `wall_seconds`, unless given, is the time since this module was imported (the script's run), and
+    `git_commit` the commit then; if the tree has moved since, `git_commit_at_write` says to what.
     """
     record = {
         "wall_seconds": time.time() - _IMPORTED,
@@ -69,9 +74,11 @@ def write(path: str | pathlib.Path, **fields: Any) -> dict[str, Any]:
         "command": command_line(),
         "hardware": hardware(),
         "malloc": host.malloc_setting(),
-        "git_commit": git_commit(),
+        "git_commit": _COMMIT_AT_START,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+    if (at_write := git_commit()) != _COMMIT_AT_START:
+        record["git_commit_at_write"] = at_write
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")

@@ -12,10 +12,21 @@ from aigc_jax.systems import seqgan
 
 def test_a_result_file_records_its_fields_and_provenance(tmp_path, monkeypatch):
     monkeypatch.setenv("AIGC_JAX_GIT_COMMIT", "0123abc")  # a copy of the tree run where .git is stale
+    monkeypatch.setattr(results, "_COMMIT_AT_START", results.git_commit())  # as if imported now
     record = results.write(tmp_path / "r.json", metrics={"accuracy": 0.5})
     assert json.loads((tmp_path / "r.json").read_text()) == record
     assert record["metrics"] == {"accuracy": 0.5} and record["git_commit"] == "0123abc"
+    assert "git_commit_at_write" not in record
     assert record["wall_seconds"] >= 0 and record["hardware"] and record["command"] and record["date"]
+
+
+def test_a_result_file_names_the_commit_its_run_started_from(tmp_path, monkeypatch):
+    """A commit made while a long run trains is not the code it ran: the file keeps the commit at the
+    script's start and adds the one at writing."""
+    monkeypatch.setattr(results, "_COMMIT_AT_START", "0123abc")
+    monkeypatch.setenv("AIGC_JAX_GIT_COMMIT", "4567def")
+    record = results.write(tmp_path / "r.json", metrics={})
+    assert record["git_commit"] == "0123abc" and record["git_commit_at_write"] == "4567def"
 
 
 def _git(repo: pathlib.Path, *args: str) -> str:

@@ -95,9 +95,10 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         )
         config.optim.update(warmup_steps=5)
     elif preset == "cpu":
-        # 256 words a step take 0.36-0.42 s on these 2 cores when nothing else runs: 14,000 steps (~32
-        # epochs) are ~95 minutes. Shorter schedules fell short of the targets: 2,000 steps reached test
-        # WER 0.367 and 5,000 steps 0.304 (transformer_g2p__cpu_{2000,5000}_steps.json).
+        # 256 words a step take ~0.27 s on these 2 cores (as 2 devices) when nothing else runs: 14,000
+        # steps (~32 epochs) are ~68 minutes (4,066 s of training, transformer_g2p__cpu.json). Shorter
+        # schedules fell short of the targets: 2,000 steps reached test WER 0.367 and 5,000 steps 0.304
+        # (transformer_g2p__cpu_{2000,5000}_steps.json).
         config.train.update(num_steps=14000, log_every=100, eval_every=1000, checkpoint_every=1000)
         # the 2 cores as 2 data-parallel devices: the step took 0.88 and 0.92 of its one-device time in
         # two runs of benchmarks/cpu_devices.py; 400 real steps logged losses within 0.001 of the
