@@ -1,7 +1,7 @@
 """JAX train-step time of the convolutional image systems against the same architectures in PyTorch (eager)
 on this CPU.
 
-    python benchmarks/image_steps.py [--system cnn_fashion|dcgan_fashion|all] [--repeats 40]
+    python benchmarks/image_steps.py [--system cnn_fashion|dcgan_fashion|all] [--repeats 40] [--processes 3]
 
 Each system is built from its `cpu` preset; both sides take the same real training batch (one batch of
 `system.train_dataset()`, NHWC for JAX, NCHW for PyTorch), float32, all cores of this machine. JAX runs
@@ -14,19 +14,31 @@ architecture (benchmarks/torch_convnets.py) through the same update:
   BCE-with-logits), then one generator Adam update with fresh noise and the non-saturating loss through
   the updated discriminator (whose parameters need no gradients there); Adam 2e-4, betas (0.5, 0.999).
 
-Steps alternate JAX / PyTorch; medians after warm-up. Asserts that the two sides have the same
-parameter counts, and writes benchmarks/results/<system>_step__cpu.json with both times and
-`jax_over_torch` (target ≤ 1.0).
+Steps alternate JAX / PyTorch; medians after warm-up, over the steps of `--processes` fresh processes run
+one after another: a JAX process's step time depends on where its buffers land in memory (the cnn step took
+~34 ms in most processes and ~45 ms in 3 of 18, and in none of 18 with address randomisation off,
+`setarch -R`), so one process can misstate the ratio by a third. Asserts that the two sides have the same
+parameter counts, and writes benchmarks/results/<system>_step__cpu.json with both times, each process's
+ratio and `jax_over_torch` (target ≤ 1.0).
 """
 
 import argparse
+import json
 import tempfile
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-from common import alternate, jax_train_step, report_step_ratio, torch_device, torch_synchronized
+from common import (
+    alternate,
+    child_json,
+    jax_train_step,
+    medians,
+    report_step_ratio,
+    torch_device,
+    torch_synchronized,
+)
 from torch_convnets import TorchDcganDiscriminator, TorchDcganGenerator, TorchVggBnCNN, param_count
 
 from aigc_jax.systems import cnn_fashion, dcgan_fashion
@@ -107,7 +119,8 @@ def setup(name: str) -> tuple[Any, Any, dict[str, np.ndarray]]:
     return config, system, batch
 
 
-def benchmark(name: str, repeats: int) -> None:
+def measure(name: str, repeats: int) -> dict[str, Any]:
+    """In this process: `repeats` alternating JAX / PyTorch steps of `name`, and what was measured."""
     config, system, batch = setup(name)
     image_shape = tuple(batch["image"].shape[1:])
     B = batch["image"].shape[0]
@@ -127,22 +140,46 @@ def benchmark(name: str, repeats: int) -> None:
         )
     assert jax_count == torch_count, f"{name}: {jax_count:,} JAX parameters but {torch_count:,} in PyTorch"
     times = alternate({"jax": jax_run, "torch": torch_run}, repeats=repeats)
+    return {"times": times, "shape": f"{shape}; {jax_count:,} params", "param_count": jax_count}
+
+
+def benchmark(name: str, repeats: int, processes: int) -> None:
+    """`measure` in `processes` fresh processes, one after another; reports their steps pooled."""
+    runs = [child_json(__file__, ["--child", name, "--repeats", str(repeats)]) for _ in range(processes)]
+    process_ratios = []
+    for number, run in enumerate(runs, 1):
+        step = medians(run["times"])
+        process_ratios.append(step["jax"] / step["torch"])
+        print(
+            f"{name} process {number}: jax {step['jax'] * 1e3:.1f} ms, torch {step['torch'] * 1e3:.1f} ms, "
+            f"jax/torch = {process_ratios[-1]:.2f}",
+            flush=True,
+        )
+    times = {side: [t for run in runs for t in run["times"][side]] for side in ("jax", "torch")}
+    count = runs[0]["param_count"]
     report_step_ratio(
         f"{name}_step",
         PRESET,
-        f"{shape}; {jax_count:,} params",
+        runs[0]["shape"],
         times,
-        param_counts={"jax": jax_count, "torch": torch_count},
+        param_counts={"jax": count, "torch": count},
+        processes=processes,
+        process_ratios=process_ratios,
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system", default="all", choices=(*SYSTEMS, "all"))
-    parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=40, help="alternating step pairs per process")
+    parser.add_argument("--processes", type=int, default=3)
+    parser.add_argument("--child", choices=SYSTEMS, help=argparse.SUPPRESS)  # measure in this process
     args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child, args.repeats)))
+        return
     for name in SYSTEMS if args.system == "all" else (args.system,):
-        benchmark(name, args.repeats)
+        benchmark(name, args.repeats, args.processes)
 
 
 if __name__ == "__main__":
