@@ -33,6 +33,9 @@ def hardware() -> str:
     return f"{model}, {len(os.sched_getaffinity(0))} cores (CPU)"
 
 
+_NOT_CODE = (":(top,exclude)experiments/results", ":(top,exclude)benchmarks/results")
+
+
 def git_commit() -> str:
     """`$AIGC_JAX_GIT_COMMIT` if set (a copy of the working tree run elsewhere, e.g. on an accelerator
     machine, whose own git history may be stale), else HEAD, marked if tracked files differ from it."""
@@ -42,8 +45,9 @@ def git_commit() -> str:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
         ).stdout
+        # result files are not code: a script that writes two of them is not "uncommitted" at the second
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *_NOT_CODE],
             capture_output=True,
             text=True,
             check=True,

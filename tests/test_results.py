@@ -48,6 +48,10 @@ def test_without_the_override_the_commit_is_head_marked_when_dirty(tmp_path, mon
     head = _git(repo, "rev-parse", "HEAD")
     monkeypatch.chdir(repo)
     assert results.git_commit() == head
+    (repo / "benchmarks" / "results").mkdir(parents=True)
+    (repo / "benchmarks" / "results" / "r.json").write_text("{}")
+    _git(repo, "add", "benchmarks")
+    assert results.git_commit() == head  # a result file is not code
     (repo / "tracked.txt").write_text("b")
     assert results.git_commit() == head + "+uncommitted changes"
     monkeypatch.chdir(tmp_path)
