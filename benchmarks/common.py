@@ -18,7 +18,7 @@ import jax
 from aigc_jax import results
 from aigc_jax.train import loop
 from aigc_jax.train import mesh as mesh_lib
-from aigc_jax.train.state import create_train_state, param_count
+from aigc_jax.train.state import param_count
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 
@@ -79,8 +79,7 @@ def jax_train_step(system: Any, batch: dict[str, Any]) -> tuple[Callable[[], Non
     as `config.mesh.cpu_devices` says), one call per run(); and the system's parameter count."""
     mesh = mesh_lib.mesh_for(system.config)
     with loop.activate(mesh):
-        state, shardings = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(0))
-        train_step, _ = loop.jit_steps(system, shardings, mesh)
+        state, train_step = loop.fresh_train_step(system, mesh)
     sharded = mesh_lib.shard_batch(batch, mesh)
     box = {"state": state}
 

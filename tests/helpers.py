@@ -11,7 +11,6 @@ from aigc_jax.systems import gpt_shakespeare
 from aigc_jax.train import config as config_lib
 from aigc_jax.train import loop
 from aigc_jax.train import mesh as mesh_lib
-from aigc_jax.train.state import create_train_state
 
 
 def smoke_config(**overrides: str) -> ml_collections.ConfigDict:
@@ -30,8 +29,7 @@ def run_steps(system, mesh, num_steps, batch=None):
     """`num_steps` jitted train steps from a fresh state on `mesh`; one fixed `batch` if given, else the
     system's training stream. Returns the state and each step's metrics on the host."""
     with loop.activate(mesh):
-        state, shardings = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(0))
-        train_step, _ = loop.jit_steps(system, shardings, mesh)
+        state, train_step = loop.fresh_train_step(system, mesh)
         batches = iter(system.train_dataset())
         history = []
         for _ in range(num_steps):
@@ -43,8 +41,7 @@ def run_steps(system, mesh, num_steps, batch=None):
 def step_flops(system, mesh, batch):
     """FLOPs per device of the system's compiled train step on `mesh` (XLA's count: loop bodies once)."""
     with loop.activate(mesh):
-        state, shardings = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(0))
-        train_step, _ = loop.jit_steps(system, shardings, mesh)
+        state, train_step = loop.fresh_train_step(system, mesh)
         compiled = train_step.lower(state, mesh_lib.shard_batch(batch, mesh)).compile()
     return compiled.cost_analysis()["flops"]
 

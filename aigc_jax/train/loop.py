@@ -111,6 +111,14 @@ def jit_steps(system: System, shardings: Any, mesh: jax.sharding.Mesh) -> tuple[
     return train_step, eval_step
 
 
+def fresh_train_step(system: System, mesh: jax.sharding.Mesh) -> tuple[TrainState, Any]:
+    """A new train state on `mesh` (seed 0) and the system's jitted train step for it, as tests and step
+    benchmarks run them. Call inside `activate(mesh)`."""
+    state, shardings = create_train_state(system.init_variables, system.tx, mesh, jax.random.PRNGKey(0))
+    train_step, _ = jit_steps(system, shardings, mesh)
+    return state, train_step
+
+
 def restore_state(system: System, workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) -> TrainState:
     """The latest checkpoint in `workdir`, placed on `mesh` (for eval and sampling)."""
     checkpointer = Checkpointer(workdir, read_only=True)
