@@ -1,7 +1,8 @@
 """JAX train-step time of the convolutional image systems against the same architectures in PyTorch (eager)
 on this CPU.
 
-    python benchmarks/image_steps.py [--system cnn_fashion|dcgan_fashion|all] [--repeats 40] [--processes 3]
+    python benchmarks/image_steps.py [--system cnn_fashion|dcgan_fashion|all] [--turns 8] [--steps-per-turn 8]
+                                     [--processes 3]
 
 Each system is built from its `cpu` preset; both sides take the same real training batch (one batch of
 `system.train_dataset()`, NHWC for JAX, NCHW for PyTorch), float32, all cores of this machine. JAX runs
@@ -14,12 +15,13 @@ architecture (benchmarks/torch_convnets.py) through the same update:
   BCE-with-logits), then one generator Adam update with fresh noise and the non-saturating loss through
   the updated discriminator (whose parameters need no gradients there); Adam 2e-4, betas (0.5, 0.999).
 
-Steps alternate JAX / PyTorch; medians after warm-up, over the steps of `--processes` fresh processes run
-one after another: a JAX process's step time depends on where its buffers land in memory (the cnn step took
-33-38 ms in 15 of 18 processes and 45-46 ms in 3, and 33-37 ms in 18 of 18 with address randomisation off,
-`setarch -R`), so one process can misstate the ratio by a third. Asserts that the two sides have the same
-parameter counts, and writes benchmarks/results/<system>_step__cpu.json with both times, each process's
-ratio and `jax_over_torch` (target ≤ 1.0).
+Turns of 8 consecutive steps alternate JAX / PyTorch (`common.alternate`: one-for-one alternation slowed both
+sides, since each step then starts right after the other framework's); medians after warm-up, over the steps
+of `--processes` fresh processes run one after another: a JAX process's step time depends on where its buffers
+land in memory (the cnn step took 33-38 ms in 15 of 18 processes and 45-46 ms in 3, and 33-37 ms in 18 of 18
+with address randomisation off, `setarch -R`), so one process can misstate the ratio by a third. Asserts that
+the two sides have the same parameter counts, and writes benchmarks/results/<system>_step__cpu.json with both
+times, each process's ratio and `jax_over_torch` (target ≤ 1.0).
 """
 
 import argparse
@@ -119,8 +121,9 @@ def setup(name: str) -> tuple[Any, Any, dict[str, np.ndarray]]:
     return config, system, batch
 
 
-def measure(name: str, repeats: int) -> dict[str, Any]:
-    """In this process: `repeats` alternating JAX / PyTorch steps of `name`, and what was measured."""
+def measure(name: str, turns: int, steps_per_turn: int) -> dict[str, Any]:
+    """In this process: `turns` alternating turns of `steps_per_turn` JAX, then PyTorch, steps of `name`,
+    and what was measured."""
     config, system, batch = setup(name)
     image_shape = tuple(batch["image"].shape[1:])
     B = batch["image"].shape[0]
@@ -139,13 +142,14 @@ def measure(name: str, repeats: int) -> dict[str, Any]:
             f"images {'x'.join(map(str, image_shape))}, batch {B}"
         )
     assert jax_count == torch_count, f"{name}: {jax_count:,} JAX parameters but {torch_count:,} in PyTorch"
-    times = alternate({"jax": jax_run, "torch": torch_run}, repeats=repeats)
+    times = alternate({"jax": jax_run, "torch": torch_run}, repeats=turns, steps_per_turn=steps_per_turn)
     return {"times": times, "shape": f"{shape}; {jax_count:,} params", "param_count": jax_count}
 
 
-def benchmark(name: str, repeats: int, processes: int) -> None:
+def benchmark(name: str, turns: int, steps_per_turn: int, processes: int) -> None:
     """`measure` in `processes` fresh processes, one after another; reports their steps pooled."""
-    runs = [child_json(__file__, ["--child", name, "--repeats", str(repeats)]) for _ in range(processes)]
+    child_args = ["--child", name, "--turns", str(turns), "--steps-per-turn", str(steps_per_turn)]
+    runs = [child_json(__file__, child_args) for _ in range(processes)]
     process_ratios = []
     for number, run in enumerate(runs, 1):
         step = medians(run["times"])
@@ -165,21 +169,23 @@ def benchmark(name: str, repeats: int, processes: int) -> None:
         param_counts={"jax": count, "torch": count},
         processes=processes,
         process_ratios=process_ratios,
+        steps_per_turn=steps_per_turn,
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system", default="all", choices=(*SYSTEMS, "all"))
-    parser.add_argument("--repeats", type=int, default=40, help="alternating step pairs per process")
+    parser.add_argument("--turns", type=int, default=8, help="turns of each framework per process")
+    parser.add_argument("--steps-per-turn", type=int, default=8, help="consecutive steps in a turn")
     parser.add_argument("--processes", type=int, default=3)
     parser.add_argument("--child", choices=SYSTEMS, help=argparse.SUPPRESS)  # measure in this process
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child, args.repeats)))
+        print(json.dumps(measure(args.child, args.turns, args.steps_per_turn)))
         return
     for name in SYSTEMS if args.system == "all" else (args.system,):
-        benchmark(name, args.repeats, args.processes)
+        benchmark(name, args.turns, args.steps_per_turn, args.processes)
 
 
 if __name__ == "__main__":

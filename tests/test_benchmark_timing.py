@@ -16,6 +16,15 @@ def test_alternate_calls_contenders_in_turn_and_returns_every_call():
     assert all(t >= 0 for t in times["a"] + times["b"])
 
 
+def test_alternate_in_turns_of_several_steps():
+    calls = []
+    times = common.alternate(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 1, 2, steps_per_turn=3
+    )
+    assert calls == ["a", "b"] + (["a"] * 3 + ["b"] * 3) * 2
+    assert [len(times["a"]), len(times["b"])] == [6, 6]
+
+
 def test_paired_ratios_are_quartiles_of_call_by_call_ratios():
     quartiles = common.paired_ratios([2.0, 3.0, 4.0, 5.0, 6.0], [1.0, 1.0, 1.0, 1.0, 1.0])
     assert quartiles == {"q1": 3.0, "median": 4.0, "q3": 5.0}
