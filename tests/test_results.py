@@ -20,6 +20,16 @@ def test_a_result_file_records_its_fields_and_provenance(tmp_path, monkeypatch):
     assert record["wall_seconds"] >= 0 and record["hardware"] and record["command"] and record["date"]
 
 
+def test_the_cpu_is_named_with_its_generation():
+    """Cloud CPUs often say only 'AMD EPYC'; family, model and AVX-512 tell their generations apart."""
+    cpuinfo = (
+        "processor\t: 0\nmodel name\t: AMD EPYC\ncpu family\t: 26\nmodel\t\t: 2\n"
+        "flags\t\t: fpu avx2 avx512f\n\nprocessor\t: 1\nmodel name\t: another\n"
+    )
+    assert results.cpu_model(cpuinfo) == "AMD EPYC (family 26, model 2, AVX-512)"
+    assert results.cpu_model("model name\t: Intel(R) Xeon(R)\nflags\t: fpu avx2\n") == "Intel(R) Xeon(R)"
+
+
 def test_a_result_file_names_the_commit_its_run_started_from(tmp_path, monkeypatch):
     """A commit made while a long run trains is not the code it ran: the file keeps the commit at the
     script's start and adds the one at writing."""
