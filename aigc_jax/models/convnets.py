@@ -63,38 +63,8 @@ class BatchNorm(nn.Module):
         return x * multiplier + (bias - mean * multiplier)
 
 
-def conv_as_matmul(padded_BHWC: jax.Array, kernel_HWIO: jax.Array) -> jax.Array:
-    """A VALID, stride-1 convolution as one matrix product: the input's kernel-sized patches side by side
-    on the channel axis (im2col) times the kernel reshaped to [kh · kw · in, out].
-
-    The same function as `lax.conv_general_dilated(padded, kernel, (1, 1), "VALID")`. XLA:CPU runs it
-    faster than its own convolution where that fits its convolution kernels badly — a grey image's single
-    input channel, the DCGAN generator's 2×2 phase convolutions — and slower elsewhere (every U-Net level,
-    the cnn's wider layers), so each caller chooses it by measurement, noted there.
-    """
-    kh, kw, C, F = kernel_HWIO.shape
-    B, H, W, _ = padded_BHWC.shape
-    Ho, Wo = H - kh + 1, W - kw + 1
-    patches = [padded_BHWC[:, i : i + Ho, j : j + Wo] for i in range(kh) for j in range(kw)]
-    product = jnp.concatenate(patches, -1).reshape(B * Ho * Wo, kh * kw * C) @ kernel_HWIO.reshape(-1, F)
-    return product.reshape(B, Ho, Wo, F)
-
-
-class Conv3x3AsMatmul(nn.Module):
-    """`nn.Conv(features, (3, 3), use_bias=False)` (SAME padding) computed by `conv_as_matmul`: the same
-    function and parameter (a [3, 3, in, out] kernel, Linen's initializer)."""
-
-    features: int
-
-    @nn.compact
-    def __call__(self, x_BHWC: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, x_BHWC.shape[-1], self.features))
-        return conv_as_matmul(jnp.pad(x_BHWC, ((0, 0), (1, 1), (1, 1), (0, 0))), kernel)
-
-
-def _conv_bn_relu(x: jax.Array, features: int, train: bool, as_matmul: bool = False) -> jax.Array:
-    conv = Conv3x3AsMatmul(features) if as_matmul else nn.Conv(features, (3, 3), use_bias=False)
-    x = conv(x)
+def _conv_bn_relu(x: jax.Array, features: int, train: bool) -> jax.Array:
+    x = nn.Conv(features, (3, 3), use_bias=False)(x)
     x = BatchNorm(use_running_average=not train)(x)
     return nn.relu(x)
 
@@ -116,12 +86,7 @@ class SeedCNN(nn.Module):
 
 class VggBnCNN(nn.Module):
     """A small VGG-style classifier: stages of 3×3 conv → BatchNorm → ReLU, each ending in a 2×2 max-pool,
-    then dropout → dense → ReLU → dropout → dense classes.
-
-    The first convolution runs as a matrix product (`conv_as_matmul`): the `cnn_fashion` cpu train step
-    took 18.7–20.5 ms against 20.7–23.7 with XLA's convolution there (4 in-process A/B runs, AMD EPYC
-    Zen 5, 2 cores); the same for its second convolution too was no better, for the wider ones slower.
-    """
+    then dropout → dense → ReLU → dropout → dense classes."""
 
     num_classes: int = 10
     stage_features: Sequence[int] = (32, 64, 128)
@@ -133,11 +98,9 @@ class VggBnCNN(nn.Module):
     def __call__(self, x_BHWC: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
         """Returns (logits [B, classes], penultimate features [B, hidden])."""
         x = x_BHWC
-        first_conv = True
         for features, convs in zip(self.stage_features, self.stage_convs, strict=True):
             for _ in range(convs):
-                x = _conv_bn_relu(x, features, train, as_matmul=first_conv)
-                first_conv = False
+                x = _conv_bn_relu(x, features, train)
             x = max_pool_2x2(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x.reshape(x.shape[0], -1))
         features = nn.relu(nn.Dense(self.hidden)(x))
@@ -186,8 +149,6 @@ class ConvTranspose4x4Stride2(nn.Module):
     columns), so each phase is a plain 2×2 convolution of the input padded on one side. The transposed conv
     XLA would run instead dilates the input with zeros, and its kernel gradient cost 86 of a 99 ms DCGAN
     step here; the phase form's is ~4× cheaper. (For the 1-channel output layer the plain op is faster.)
-    The phases run as matrix products (`conv_as_matmul`): the DCGAN cpu train step took 15.1–15.7 ms
-    against 17.9–19.0 with XLA's convolution for them (3 in-process A/B runs, AMD EPYC Zen 5, 2 cores).
     """
 
     features: int
@@ -201,7 +162,15 @@ class ConvTranspose4x4Stride2(nn.Module):
             phases = []
             for q in (0, 1):
                 padded = jnp.pad(x_BHWC, ((0, 0), (1 - p, p), (1 - q, q), (0, 0)))
-                phases.append(conv_as_matmul(padded, kernel[p::2, q::2]))
+                phases.append(
+                    jax.lax.conv_general_dilated(
+                        padded,
+                        kernel[p::2, q::2],
+                        (1, 1),
+                        "VALID",
+                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                    )
+                )
             rows.append(jnp.stack(phases, axis=3))  # [B, H, W, q, features]
         return jnp.stack(rows, axis=2).reshape(B, 2 * H, 2 * W, self.features)  # [B, H, p, W, q, ...]
 
