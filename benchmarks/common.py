@@ -31,9 +31,10 @@ def alternate(
     must block until its work is done.
 
     Turns of several steps measure each contender as a training loop runs it, back to back: a step right
-    after the other framework's is slower (for the image steps here JAX's cnn step took 20.6 ms one-for-one
-    and 19.3 in turns of 8, PyTorch's 15.5 and 14.0; a 50 ms pause before every step made JAX's 28.6), and
-    the medians then see only the steps that follow their own kind.
+    after the other framework's is slower (the cnn_fashion cpu step, one process per protocol, AMD EPYC
+    family 26: JAX 20.6 ms one-for-one against 18.9–19.3 in turns of 8, PyTorch 15.5 against 13.6–14.3;
+    a 50 ms pause before every step made JAX's 28.6), and the medians then see only the steps that follow
+    their own kind.
     """
     for run in contenders.values():
         for _ in range(warmup):
