@@ -46,9 +46,11 @@ A second seed on that machine (`--tag seed1 --config.train.seed=1`, 1,018 s of t
 Chosen against there: random erasing, `--tag erase0.5 --config.augment.erase_probability=0.5` (validation
 0.9434; test 0.9376, cnn_fashion__cpu_erase0.5.json), and shifting each view to all eight neighbours
 instead of four (18 views; validation -0.0026 and -0.0034 on those two networks).
-On an AMD EPYC of family 26 (Zen 5, 2 cores), with the first convolution a matrix product (5c97ba6):
-`--tag zen5` gave test 0.9389, validation 0.9456, in 465 s of training (cnn_fashion__cpu_zen5.json;
-the GAN pair `--tag zen5` is scored by its classifier): over the four runs, mean test accuracy 0.9404.
+On an AMD EPYC of family 26 (Zen 5, 2 cores): `--tag zen5_xla_convs` (at 34e5f87) gave test 0.9418,
+validation 0.9444, in 439 s of training (cnn_fashion__cpu_zen5_xla_convs.json), and `--tag zen5` (at
+50f7dc9, the first convolution then a matrix product of patches, since reverted) test 0.9389, validation
+0.9456, in 465 s (cnn_fashion__cpu_zen5.json); the GAN pairs of the same tags are scored by these
+classifiers. Over the five runs, mean test accuracy 0.9407.
 
 Writes experiments/results/cnn_fashion__<preset>.json. Extra `--config.KEY=VALUE` arguments override the
 preset and are recorded in the command. The `cpu` workdir (workdirs/experiments/cnn_fashion__cpu) is
