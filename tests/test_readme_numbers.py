@@ -63,6 +63,14 @@ DERIVED: dict[tuple[str, str], tuple[Callable[[], float], str]] = {
         _dcgan_over_mlp_fd("cpu_seed1"),
         "the target's ratio in the second seed's run",
     ),
+    ("`dcgan_fashion`", "0.427×"): (
+        _dcgan_over_mlp_fd("cpu_zen5_xla_convs"),
+        "the target's ratio in the Zen 5 run",
+    ),
+    ("`dcgan_fashion`", "0.526×"): (
+        _dcgan_over_mlp_fd("cpu_zen5"),
+        "the target's ratio in the first Zen 5 run",
+    ),
     ("`dcgan_fashion`", "0.512×"): (
         _dcgan_over_mlp_fd("cpu_30min"),
         "the target's ratio in the 30-minute run",
