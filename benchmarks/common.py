@@ -3,6 +3,7 @@
 Both sides run on the same hardware: the CPU here, or, where JAX finds a GPU and PyTorch has CUDA, that
 GPU (the result file then ends in `__gpu.json`, beside the CPU one)."""
 
+import argparse
 import json
 import os
 import pathlib
@@ -47,6 +48,12 @@ def alternate(
                 run()
                 times[name].append(time.perf_counter() - start)
     return times
+
+
+def add_turn_options(parser: argparse.ArgumentParser, turns: int) -> None:
+    """`--turns` and `--steps-per-turn`: how a step benchmark calls `alternate`."""
+    parser.add_argument("--turns", type=int, default=turns, help="turns of each framework")
+    parser.add_argument("--steps-per-turn", type=int, default=8, help="consecutive steps in a turn")
 
 
 def child_json(script: str, args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:

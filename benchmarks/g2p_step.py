@@ -1,23 +1,30 @@
 """JAX train-step time of transformer_g2p against the same encoder-decoder in PyTorch (eager) on this CPU.
 
-    python benchmarks/g2p_step.py [--preset cpu] [--repeats 40]
+    python benchmarks/g2p_step.py [--preset cpu] [--turns 5] [--steps-per-turn 8]
 
-Both sides: the preset's model and batch of words at the longest length bucket (16 letters in, 16 phoneme
-ids out), the same random batch with padding (word and pronunciation lengths drawn from 3 to 16), label-
-smoothed cross-entropy over the non-padding targets, AdamW with the same hyper-parameters and global-norm
-clipping, float32 and no dropout (whatever the preset says), all cores of this machine. JAX runs the
-system's own jitted `train_step` (the code `aigc-jax train` runs; building the system sets glibc to keep
-freed memory, aigc_jax/host.py, for the PyTorch steps in this process too); PyTorch runs
-benchmarks/torch_transformer.py. Asserts equal parameter counts. Steps alternate JAX / PyTorch; medians
-after warm-up. Writes benchmarks/results/transformer_g2p_step__<preset>.json with both times and
-`jax_over_torch` (target ≤ 1.0).
+Both sides: the preset's model and batch of words at the longest length bucket (16 letters in, 16 phoneme ids
+out), the same random batch with padding (word and pronunciation lengths drawn from 3 to 16), label- smoothed
+cross-entropy over the non-padding targets, AdamW with the same hyper-parameters and global-norm clipping,
+float32 and no dropout (whatever the preset says), all cores of this machine. JAX runs the system's own jitted
+`train_step` (the code `aigc-jax train` runs; building the system sets glibc to keep freed memory,
+aigc_jax/host.py, for the PyTorch steps in this process too); PyTorch runs benchmarks/torch_transformer.py.
+Asserts equal parameter counts. Turns of 8 steps alternate JAX / PyTorch (`common.alternate`); medians after
+warm-up. Writes benchmarks/results/transformer_g2p_step__<preset>.json with both times and `jax_over_torch`
+(target ≤ 1.0).
 """
 
 import argparse
 
 import numpy as np
 import torch
-from common import alternate, jax_train_step, report_step_ratio, torch_device, torch_synchronized
+from common import (
+    add_turn_options,
+    alternate,
+    jax_train_step,
+    report_step_ratio,
+    torch_device,
+    torch_synchronized,
+)
 from torch_transformer import TorchTransformer, param_count
 
 from aigc_jax.systems import transformer_g2p
@@ -88,7 +95,7 @@ def setup(preset: str) -> tuple[transformer_g2p.TransformerG2p, dict[str, np.nda
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu", choices=transformer_g2p.PRESETS)
-    parser.add_argument("--repeats", type=int, default=40)
+    add_turn_options(parser, turns=5)
     args = parser.parse_args()
     system, batch = setup(args.preset)
     config = system.config
@@ -96,13 +103,22 @@ def main() -> None:
     run_jax, jax_params = jax_train_step(system, batch)
     run_torch, torch_params = torch_step(system, batch)
     assert jax_params == torch_params, f"parameter counts differ: jax {jax_params}, torch {torch_params}"
-    times = alternate({"jax": run_jax, "torch": run_torch}, repeats=args.repeats)
+    times = alternate(
+        {"jax": run_jax, "torch": run_torch}, repeats=args.turns, steps_per_turn=args.steps_per_turn
+    )
     m = config.model
     shape = (
         f"{m.num_layers}+{m.num_layers} layers, {m.num_heads} heads, {m.embed_dim} wide, "
         f"{B} words x {T} tokens, {jax_params:,} parameters"
     )
-    report_step_ratio("transformer_g2p_step", args.preset, shape, times, parameters=jax_params)
+    report_step_ratio(
+        "transformer_g2p_step",
+        args.preset,
+        shape,
+        times,
+        parameters=jax_params,
+        steps_per_turn=args.steps_per_turn,
+    )
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
 """JAX train-step time of gpt_shakespeare against the same architecture in PyTorch (eager) on this CPU.
 
-    python benchmarks/gpt_step.py [--preset cpu] [--repeats 40]
+    python benchmarks/gpt_step.py [--preset cpu] [--turns 5] [--steps-per-turn 8]
 
 Both sides: same shapes (the preset's model, batch and context), AdamW with the same hyper-parameters and
-global-norm clipping, float32 and no dropout (whatever the preset says), all cores of this machine. JAX
-runs the system's own jitted `train_step` (the code `aigc-jax train` runs); building the system sets glibc
-to keep freed memory (aigc_jax/host.py), for the PyTorch steps in this process too. Steps alternate JAX /
-PyTorch; medians after warm-up. Writes
-benchmarks/results/gpt_step__<preset>.json with both times and `jax_over_torch` (target ≤ 1.0).
+global-norm clipping, float32 and no dropout (whatever the preset says), all cores of this machine. JAX runs
+the system's own jitted `train_step` (the code `aigc-jax train` runs); building the system sets glibc to keep
+freed memory (aigc_jax/host.py), for the PyTorch steps in this process too. Turns of 8 steps alternate JAX /
+PyTorch (`common.alternate`); medians after warm-up. Writes benchmarks/results/gpt_step__<preset>.json with
+both times and `jax_over_torch` (target ≤ 1.0).
 """
 
 import argparse
@@ -15,7 +15,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import alternate, jax_train_step, report_step_ratio, torch_device, torch_synchronized
+from common import (
+    add_turn_options,
+    alternate,
+    jax_train_step,
+    report_step_ratio,
+    torch_device,
+    torch_synchronized,
+)
 from torch_gpt import TorchGPT
 
 from aigc_jax.data import text
@@ -65,17 +72,18 @@ def setup(preset: str) -> tuple[Any, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu", choices=("smoke", "cpu", "full"))
-    parser.add_argument("--repeats", type=int, default=40)
+    add_turn_options(parser, turns=5)
     args = parser.parse_args()
     config, tokens = setup(args.preset)
     B, T = config.train.batch_size, config.model.max_len
     times = alternate(
         {"jax": jax_step(config, tokens), "torch": torch_step(config, tokens, config.model.vocab_size)},
-        repeats=args.repeats,
+        repeats=args.turns,
+        steps_per_turn=args.steps_per_turn,
     )
     m = config.model
     shape = f"{m.num_layers} layers, {m.num_heads} heads, {m.embed_dim} wide, context {T}, batch {B}"
-    report_step_ratio("gpt_step", args.preset, shape, times)
+    report_step_ratio("gpt_step", args.preset, shape, times, steps_per_turn=args.steps_per_turn)
 
 
 if __name__ == "__main__":

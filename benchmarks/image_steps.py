@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 from common import (
+    add_turn_options,
     alternate,
     child_json,
     jax_train_step,
@@ -176,8 +177,7 @@ def benchmark(name: str, turns: int, steps_per_turn: int, processes: int) -> Non
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system", default="all", choices=(*SYSTEMS, "all"))
-    parser.add_argument("--turns", type=int, default=8, help="turns of each framework per process")
-    parser.add_argument("--steps-per-turn", type=int, default=8, help="consecutive steps in a turn")
+    add_turn_options(parser, turns=8)
     parser.add_argument("--processes", type=int, default=3)
     parser.add_argument("--child", choices=SYSTEMS, help=argparse.SUPPRESS)  # measure in this process
     args = parser.parse_args()

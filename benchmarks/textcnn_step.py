@@ -1,13 +1,13 @@
 """JAX train-step time of textcnn_reviews against the same network in PyTorch (eager) on this CPU.
 
-    python benchmarks/textcnn_step.py [--preset cpu] [--length 32] [--repeats 40]
+    python benchmarks/textcnn_step.py [--preset cpu] [--length 32] [--turns 5] [--steps-per-turn 8]
 
-Both sides: Kim's CNN-rand of the preset (300-d embeddings of an 18,000-word vocabulary, widths 3/4/5 x
-100 maps, dropout 0.5, max-norm 3 on the output weights after each update), batches of the preset's size
-(50) of `--length` word ids with random sentence lengths, Adam with the preset's learning rate, float32,
-all cores of this machine. 32 is a typical padded length of the length-bucketed training batches. JAX
-runs the system's own jitted `train_step`; PyTorch runs nn.Conv1d. Parameter counts are asserted equal.
-Steps alternate JAX / PyTorch; medians after warm-up. Writes
+Both sides: Kim's CNN-rand of the preset (300-d embeddings of an 18,000-word vocabulary, widths 3/4/5 x 100
+maps, dropout 0.5, max-norm 3 on the output weights after each update), batches of the preset's size (50) of
+`--length` word ids with random sentence lengths, Adam with the preset's learning rate, float32, all cores of
+this machine. 32 is a typical padded length of the length-bucketed training batches. JAX runs the system's own
+jitted `train_step`; PyTorch runs nn.Conv1d. Parameter counts are asserted equal. Turns of 8 steps alternate
+JAX / PyTorch (`common.alternate`); medians after warm-up. Writes
 benchmarks/results/textcnn_reviews_step__<preset>.json with both times and `jax_over_torch` (target ≤ 1.0).
 """
 
@@ -15,7 +15,14 @@ import argparse
 
 import numpy as np
 import torch
-from common import alternate, jax_train_step, report_step_ratio, torch_device, torch_synchronized
+from common import (
+    add_turn_options,
+    alternate,
+    jax_train_step,
+    report_step_ratio,
+    torch_device,
+    torch_synchronized,
+)
 from torch_textcnn import TorchTextCNN
 
 from aigc_jax.data import text
@@ -52,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu", choices=textcnn_reviews.PRESETS)
     parser.add_argument("--length", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=40)
+    add_turn_options(parser, turns=5)
     args = parser.parse_args()
     config = textcnn_reviews.get_config(args.preset)
     config.data.max_len = args.length  # the model's example length; no data set is read
@@ -67,11 +74,20 @@ def main() -> None:
     (run_jax, jax_count), (run_torch, torch_count) = jax_step(config, batch), torch_step(config, batch)
     assert jax_count == torch_count, (jax_count, torch_count)
     assert config.optim.name == "adamw" and config.optim.grad_clip_norm == 0.0
-    times = alternate({"jax": run_jax, "torch": run_torch}, repeats=args.repeats)
+    times = alternate(
+        {"jax": run_jax, "torch": run_torch}, repeats=args.turns, steps_per_turn=args.steps_per_turn
+    )
     m = config.model
     shape = f"embed {m.embed_dim}, widths {tuple(m.widths)} x {m.features}, vocab {VOCAB_SIZE}, "
     shape += f"batch {B}, length {L}"
-    report_step_ratio("textcnn_reviews_step", args.preset, shape, times, parameters=jax_count)
+    report_step_ratio(
+        "textcnn_reviews_step",
+        args.preset,
+        shape,
+        times,
+        parameters=jax_count,
+        steps_per_turn=args.steps_per_turn,
+    )
 
 
 if __name__ == "__main__":
