@@ -18,10 +18,11 @@ architecture (benchmarks/torch_convnets.py) through the same update:
 Turns of 8 consecutive steps alternate JAX / PyTorch (`common.alternate`: one-for-one alternation slowed both
 sides, since each step then starts right after the other framework's); medians after warm-up, over the steps
 of `--processes` fresh processes run one after another: a JAX process's step time depends on where its buffers
-land in memory (the cnn step took 33-38 ms in 15 of 18 processes and 45-46 ms in 3, and 33-37 ms in 18 of 18
-with address randomisation off, `setarch -R`), so one process can misstate the ratio by a third. Asserts that
-the two sides have the same parameter counts, and writes benchmarks/results/<system>_step__cpu.json with both
-times, each process's ratio and `jax_over_torch` (target ≤ 1.0).
+land in memory (on the earlier AMD EPYC the cnn step took 33-38 ms in 15 of 18 processes and 45-46 ms in 3,
+and 33-37 ms in 18 of 18 with address randomisation off, `setarch -R`), so one process can misstate the ratio
+by a third. Asserts that the two sides have the same parameter counts, and writes
+benchmarks/results/<system>_step__cpu.json with both times, each process's ratio and `jax_over_torch` (target
+≤ 1.0).
 """
 
 import argparse
