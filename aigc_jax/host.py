@@ -17,6 +17,17 @@ memory, as the heap never shrinks and keeps freed blocks of several sizes: G2P t
 buckets make steps of several sizes, peaked at 2.96 GB resident against 1.67 GB (and trained 8% more
 steps in the same two minutes; README, Benchmarks).
 `AIGC_JAX_MALLOC_DEFAULTS=1` leaves glibc as it is.
+
+Convolutions on XLA:CPU's threads: this jaxlib hands dots, convolutions and reductions to YNNPACK, which
+runs each convolution on one thread, so a convnet's forward pass (a chain of convolutions) keeps one core
+of two idle. `use_threaded_convolutions`, called when aigc_jax is imported, keeps YNNPACK for dots and
+reductions only (`CPU_XLA_FLAGS`), and convolutions go to XLA's multi-threaded Eigen kernels: the
+cnn_fashion cpu train step took ~14 ms against ~18.7, the DCGAN's ~13.6 against ~16 (AMD EPYC, Zen 5, 2
+cores; benchmarks/image_steps.py and README, Benchmarks). Reductions must stay: without them (YNNPACK for
+dots only) BatchNorm's statistics compile to slow loops and the cnn step took ~21 ms. Networks without
+convolutions compile to the same program either way (the gpt_shakespeare step's optimised HLO is
+identical). `AIGC_JAX_XLA_DEFAULTS=1`, or an XLA_FLAGS that sets the option itself, leaves XLA as it is;
+like every XLA flag it takes effect only if set before JAX first compiles.
 """
 
 import ctypes
@@ -24,6 +35,10 @@ import os
 import platform
 
 KEEP_DEFAULTS_ENV = "AIGC_JAX_MALLOC_DEFAULTS"
+XLA_DEFAULTS_ENV = "AIGC_JAX_XLA_DEFAULTS"
+_YNN_OPTION = "--xla_cpu_experimental_ynn_fusion_type"
+_YNN_KEPT = ("DOT", "INDIVIDUAL_DOT", "REDUCE")  # this jaxlib's default adds INDIVIDUAL_CONVOLUTION
+CPU_XLA_FLAGS = f"{_YNN_OPTION}=" + ",".join(f"LIBRARY_FUSION_TYPE_{kind}" for kind in _YNN_KEPT)
 # mallopt() parameters, from glibc's <malloc.h>
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 _KEEP_FREED = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))
@@ -50,3 +65,14 @@ def keep_freed_memory() -> bool:
 def malloc_setting() -> str:
     """How this process's malloc treats freed memory, in words for result files."""
     return "glibc keeps freed memory (aigc_jax/host.py)" if _kept else "the platform's default"
+
+
+def use_threaded_convolutions() -> bool:
+    """Adds `CPU_XLA_FLAGS` to XLA_FLAGS (YNNPACK keeps dots and reductions, not convolutions; see the
+    module docstring); returns whether it did: not when opted out with AIGC_JAX_XLA_DEFAULTS=1, nor when
+    XLA_FLAGS already sets the option."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if os.environ.get(XLA_DEFAULTS_ENV, "") not in ("", "0") or _YNN_OPTION in flags:
+        return False
+    os.environ["XLA_FLAGS"] = f"{flags} {CPU_XLA_FLAGS}".strip()
+    return True

@@ -86,8 +86,8 @@ def command_line() -> str:
 
 
 def write(path: str | pathlib.Path, **fields: Any) -> dict[str, Any]:
-    """Writes `fields` plus command, hardware, malloc setting, git commit and date as JSON; returns the
-    record.
+    """Writes `fields` plus command, hardware, malloc setting, XLA_FLAGS, git commit and date as JSON;
+    returns the record.
 
     `wall_seconds`, unless given, is the time since this module was imported (the script's run), and
     `git_commit` the commit then; if the tree has moved since, `git_commit_at_write` says to what.
@@ -98,6 +98,7 @@ def write(path: str | pathlib.Path, **fields: Any) -> dict[str, Any]:
         "command": command_line(),
         "hardware": hardware(),
         "malloc": host.malloc_setting(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "git_commit": _COMMIT_AT_START,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

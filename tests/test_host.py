@@ -1,4 +1,5 @@
-"""The C heap keeps freed memory for reuse after host.keep_freed_memory() (aigc_jax/host.py)."""
+"""The C heap keeps freed memory for reuse after host.keep_freed_memory(), and XLA:CPU runs convolutions on
+its own threads instead of YNNPACK's one after host.use_threaded_convolutions() (aigc_jax/host.py)."""
 
 import os
 import platform
@@ -89,3 +90,56 @@ def test_transformer_systems_keep_freed_memory_when_built(monkeypatch):
     monkeypatch.setattr(host, "keep_freed_memory", lambda: calls.append(True))
     transformer_g2p.TransformerG2p(transformer_g2p.get_config("smoke"), transformer_g2p.Phonemes(["AA", "B"]))
     assert calls == [True]
+
+
+def test_importing_aigc_jax_takes_convolutions_off_ynnpack():
+    """conftest set XLA_FLAGS before importing aigc_jax, whose import added the option: this process's
+    convolutions compile to XLA's own kernels, its dots and reductions still to YNNPACK fusions."""
+    import jax
+    import jax.numpy as jnp
+
+    assert host.CPU_XLA_FLAGS in os.environ["XLA_FLAGS"]
+    assert "--xla_force_host_platform_device_count=8" in os.environ["XLA_FLAGS"]  # conftest's, kept
+    if jax.default_backend() != "cpu":
+        pytest.skip("an XLA:CPU option")
+
+    def compiled(fn, *args):
+        return jax.jit(fn).lower(*args).compile().as_text()
+
+    # a cnn_fashion convolution: YNNPACK takes one this size by default (not tiny ones)
+    images, kernel = jnp.ones((32, 14, 14, 64)), jnp.ones((3, 3, 64, 64))
+    conv = compiled(
+        lambda x, k: jax.lax.conv_general_dilated(
+            x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        ),
+        images,
+        kernel,
+    )
+    assert "convolution" in conv and "ynn_fusion" not in conv
+    assert "ynn_fusion" in compiled(lambda a, b: a @ b, jnp.ones((64, 64)), jnp.ones((64, 64)))
+    assert "ynn_fusion" in compiled(lambda x: x.sum(axis=(0, 1, 2)), jnp.ones((32, 14, 14, 64)))
+
+
+@pytest.mark.parametrize(
+    ("env", "flags_after"),
+    [
+        ({"XLA_FLAGS": "--a=1"}, f"--a=1 {host.CPU_XLA_FLAGS}"),
+        ({}, host.CPU_XLA_FLAGS),
+        ({"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT"}, None),  # the user's
+        ({"XLA_FLAGS": "--a=1", host.XLA_DEFAULTS_ENV: "1"}, None),  # opted out
+    ],
+)
+def test_threaded_convolutions_flag_respects_the_user(monkeypatch, env, flags_after):
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.delenv(host.XLA_DEFAULTS_ENV, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert host.use_threaded_convolutions() is (flags_after is not None)
+    assert os.environ.get("XLA_FLAGS", "") == (flags_after or env.get("XLA_FLAGS", ""))
+
+
+def test_result_files_record_xla_flags(tmp_path, monkeypatch):
+    from aigc_jax import results
+
+    monkeypatch.setenv("XLA_FLAGS", "--a=1")
+    assert results.write(tmp_path / "result.json", metrics={})["xla_flags"] == "--a=1"
