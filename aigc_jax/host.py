@@ -26,8 +26,9 @@ cnn_fashion cpu train step took 13.7–14.5 ms against 18.2–18.9, the DCGAN's 
 (separate processes of `benchmarks/cpu_devices.py --child NAME 1`, AMD EPYC Zen 5, 2 cores; README,
 Benchmarks). Reductions must stay: without them (YNNPACK for dots only) BatchNorm's statistics compile
 to slow loops and the cnn step took ~21 ms. Networks without convolutions compile to the same program
-either way (the gpt_shakespeare step's optimised HLO is identical). `AIGC_JAX_XLA_DEFAULTS=1`, or an XLA_FLAGS that sets the option itself, leaves XLA as it is;
-like every XLA flag it takes effect only if set before JAX first compiles.
+either way (the gpt_shakespeare step's optimised HLO is identical). `AIGC_JAX_XLA_DEFAULTS=1`, or an
+XLA_FLAGS that sets the option itself, leaves XLA as it is; like every XLA flag it takes effect only if
+set before JAX first compiles.
 """
 
 import ctypes

@@ -2,7 +2,7 @@
 
 Commands (2 CPU cores):
 
-    python experiments/cnn_fashion.py --preset cpu    # VGG-style net with BatchNorm, ~28 min of training
+    python experiments/cnn_fashion.py --preset cpu    # VGG-style BN net, ~28 min of training (6 on Zen 5)
     python experiments/cnn_fashion.py --preset seed   # the source's network, for comparison
 
 Data: the embedded `fashion_mnist` set from Debian's `dataset-fashion-mnist` — 55,000 train and 5,000
@@ -50,7 +50,9 @@ On an AMD EPYC of family 26 (Zen 5, 2 cores): `--tag zen5_xla_convs` (at 34e5f87
 validation 0.9444, in 439 s of training (cnn_fashion__cpu_zen5_xla_convs.json), and `--tag zen5` (at
 50f7dc9, the first convolution then a matrix product of patches, since reverted) test 0.9389, validation
 0.9456, in 465 s (cnn_fashion__cpu_zen5.json); the GAN pairs of the same tags are scored by these
-classifiers. Over the five runs, mean test accuracy 0.9407.
+classifiers. With convolutions on XLA's threads (aigc_jax/host.py, since 2707a33), `--tag
+zen5_threaded_convs` (at eabb3e7) gave test 0.9392, validation 0.9466, in 355 s of training
+(cnn_fashion__cpu_zen5_threaded_convs.json). Over the six runs, mean test accuracy 0.9404.
 
 Writes experiments/results/cnn_fashion__<preset>.json. Extra `--config.KEY=VALUE` arguments override the
 preset and are recorded in the command. The `cpu` workdir (workdirs/experiments/cnn_fashion__cpu) is
