@@ -22,7 +22,7 @@ Convolutions on XLA:CPU's threads: this jaxlib hands dots, convolutions and redu
 runs each convolution on one thread, so a convnet's forward pass (a chain of convolutions) keeps one core
 of two idle. `use_threaded_convolutions`, called when aigc_jax is imported, keeps YNNPACK for dots and
 reductions only (`CPU_XLA_FLAGS`), and convolutions go to XLA's multi-threaded Eigen kernels: the
-cnn_fashion cpu train step took 13.7–14.5 ms against 18.2–18.9, the DCGAN's 13.3–13.9 against 15.2–17.1
+cnn_fashion cpu train step took 13.7–17.1 ms against 18.2–20.6, the DCGAN's 13.3–17.4 against 15.2–18.2
 (separate processes of `benchmarks/cpu_devices.py --child NAME 1`, AMD EPYC Zen 5, 2 cores; README,
 Benchmarks). Reductions must stay: without them (YNNPACK for dots only) BatchNorm's statistics compile
 to slow loops and the cnn step took ~21 ms. Networks without convolutions compile to the same program
