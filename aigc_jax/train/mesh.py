@@ -65,10 +65,11 @@ def split_cpu_host(num_devices: int) -> None:
     """Has JAX present this host's CPU as `num_devices` devices (`config.mesh.cpu_devices`; 0 keeps JAX's
     default: one, or XLA_FLAGS' --xla_force_host_platform_device_count). Meshes on accelerators ignore it.
 
-    Why: XLA:CPU runs most convolutions and matmuls of a step on one thread each, so a one-device step
-    leaves cores idle; a data-parallel mesh of one device per core runs the shards side by side (on 2
-    devices of 2 cores, transformer_g2p's step took ~0.9 and gpt_shakespeare's ~0.75 of their one-device
-    times; textcnn_reviews' 1.3, all-reducing a large embedding gradient: benchmarks/cpu_devices.py).
+    Why: XLA:CPU runs many of a step's matmuls on one thread each, so a one-device step can leave cores
+    idle; a data-parallel mesh of one device per core runs the shards side by side (on 2 devices of 2
+    cores, transformer_g2p's and gpt_shakespeare's steps took ~0.7–0.9 of their one-device times; the
+    convnets' 1.0–1.35, their convolutions already threaded (aigc_jax/host.py); textcnn_reviews' 1.3–1.5,
+    all-reducing a large embedding gradient: benchmarks/cpu_devices.py).
     JAX fixes its devices the first time it touches them; after that (a notebook that already ran JAX,
     the tests' 8 simulated devices) the split cannot change, and the run says so and keeps its devices.
     """
