@@ -28,10 +28,12 @@ Benchmarks). Reductions must stay: without them (YNNPACK for dots only) BatchNor
 to slow loops and the cnn step took ~21 ms. Networks without convolutions compile to the same program
 either way (the gpt_shakespeare step's optimised HLO is identical). `AIGC_JAX_XLA_DEFAULTS=1`, or an
 XLA_FLAGS that sets the option itself, leaves XLA as it is; like every XLA flag it takes effect only if
-set before JAX first compiles.
+set before JAX first compiles. It is set only with the jaxlib it was measured on (the pinned one): an XLA
+that does not know a flag in XLA_FLAGS aborts, and the accelerator sessions' image has another JAX.
 """
 
 import ctypes
+import importlib.metadata
 import os
 import platform
 
@@ -40,6 +42,7 @@ XLA_DEFAULTS_ENV = "AIGC_JAX_XLA_DEFAULTS"
 _YNN_OPTION = "--xla_cpu_experimental_ynn_fusion_type"
 _YNN_KEPT = ("DOT", "INDIVIDUAL_DOT", "REDUCE")  # this jaxlib's default adds INDIVIDUAL_CONVOLUTION
 CPU_XLA_FLAGS = f"{_YNN_OPTION}=" + ",".join(f"LIBRARY_FUSION_TYPE_{kind}" for kind in _YNN_KEPT)
+YNN_OPTION_JAXLIB = "0.10.2"  # the jaxlib whose XLA was measured with the option (pyproject's pin)
 # mallopt() parameters, from glibc's <malloc.h>
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 _KEEP_FREED = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))
@@ -70,10 +73,20 @@ def malloc_setting() -> str:
 
 def use_threaded_convolutions() -> bool:
     """Adds `CPU_XLA_FLAGS` to XLA_FLAGS (YNNPACK keeps dots and reductions, not convolutions; see the
-    module docstring); returns whether it did: not when opted out with AIGC_JAX_XLA_DEFAULTS=1, nor when
-    XLA_FLAGS already sets the option."""
+    module docstring); returns whether it did: not when opted out with AIGC_JAX_XLA_DEFAULTS=1, when
+    XLA_FLAGS already sets the option, or with a jaxlib other than `YNN_OPTION_JAXLIB`."""
     flags = os.environ.get("XLA_FLAGS", "")
     if os.environ.get(XLA_DEFAULTS_ENV, "") not in ("", "0") or _YNN_OPTION in flags:
         return False
+    if jaxlib_version() != YNN_OPTION_JAXLIB:
+        return False
     os.environ["XLA_FLAGS"] = f"{flags} {CPU_XLA_FLAGS}".strip()
     return True
+
+
+def jaxlib_version() -> str | None:
+    """The installed jaxlib's version (None without one)."""
+    try:
+        return importlib.metadata.version("jaxlib")
+    except importlib.metadata.PackageNotFoundError:
+        return None

@@ -127,11 +127,15 @@ def test_importing_aigc_jax_takes_convolutions_off_ynnpack():
         ({}, host.CPU_XLA_FLAGS),
         ({"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT"}, None),  # the user's
         ({"XLA_FLAGS": "--a=1", host.XLA_DEFAULTS_ENV: "1"}, None),  # opted out
+        ({"XLA_FLAGS": "--a=1", "jaxlib": "0.11.2"}, None),  # another XLA, which may not know the option
     ],
 )
 def test_threaded_convolutions_flag_respects_the_user(monkeypatch, env, flags_after):
     monkeypatch.delenv("XLA_FLAGS", raising=False)
     monkeypatch.delenv(host.XLA_DEFAULTS_ENV, raising=False)
+    env = dict(env)
+    jaxlib = env.pop("jaxlib", host.YNN_OPTION_JAXLIB)
+    monkeypatch.setattr(host, "jaxlib_version", lambda: jaxlib)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert host.use_threaded_convolutions() is (flags_after is not None)
