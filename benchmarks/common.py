@@ -51,9 +51,59 @@ def alternate(
 
 
 def add_turn_options(parser: argparse.ArgumentParser, turns: int) -> None:
-    """`--turns` and `--steps-per-turn`: how a step benchmark calls `alternate`."""
+    """`--turns` and `--steps-per-turn`: how a step benchmark calls `alternate`; `--processes`: how many
+    fresh processes measure (`pooled_processes`); `--child`, internal: measure in this process."""
     parser.add_argument("--turns", type=int, default=turns, help="turns of each framework")
     parser.add_argument("--steps-per-turn", type=int, default=8, help="consecutive steps in a turn")
+    parser.add_argument("--processes", type=int, default=3, help="fresh processes, one after another")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+
+
+def pooled_processes(
+    script: str, args: list[str], processes: int, label: str
+) -> tuple[dict[str, list[float]], dict[str, Any], list[float]]:
+    """Runs `script args --child` in `processes` fresh processes, one after another; each must print a JSON
+    object with the `times` of `alternate` (contenders "jax" and "torch"). Prints each process's ratio of
+    medians; returns the times pooled over the processes, the first process's object, and the ratios.
+
+    Why processes: a JAX process's step time depends on the process (on the earlier AMD EPYC the
+    cnn_fashion step took 33–38 ms in 15 of 18 fresh processes and 45–46 ms in 3; on the Zen 5 EPYC the
+    gpt_shakespeare step 46–73 ms), so one process can misstate a ratio by a third."""
+    runs = [child_json(script, [*args, "--child"]) for _ in range(processes)]
+    ratios = []
+    for number, run in enumerate(runs, 1):
+        step = medians(run["times"])
+        ratios.append(step["jax"] / step["torch"])
+        print(
+            f"{label} process {number}: jax {step['jax'] * 1e3:.1f} ms, torch {step['torch'] * 1e3:.1f} ms, "
+            f"jax/torch = {ratios[-1]:.2f}",
+            flush=True,
+        )
+    pooled = {side: [t for run in runs for t in run["times"][side]] for side in ("jax", "torch")}
+    return pooled, runs[0], ratios
+
+
+def run_step_benchmark(
+    script: str, benchmark: str, args: argparse.Namespace, measure: Callable[[], dict[str, Any]]
+) -> None:
+    """A step benchmark's main, after `add_turn_options`: in a `--child` process, prints `measure()` (the
+    `times` of `alternate`, the `shape` in words and `extra` fields for the result file) as JSON; otherwise
+    runs `args.processes` children of `script` with this process's arguments and reports their steps pooled
+    (`report_step_ratio`, under `args.preset`)."""
+    if args.child:
+        print(json.dumps(measure()))
+        return
+    times, first, process_ratios = pooled_processes(script, sys.argv[1:], args.processes, benchmark)
+    report_step_ratio(
+        benchmark,
+        args.preset,
+        first["shape"],
+        times,
+        processes=args.processes,
+        process_ratios=process_ratios,
+        steps_per_turn=args.steps_per_turn,
+        **first["extra"],
+    )
 
 
 def child_json(script: str, args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """JAX train-step time of transformer_g2p against the same encoder-decoder in PyTorch (eager) on this CPU.
 
-    python benchmarks/g2p_step.py [--preset cpu] [--turns 5] [--steps-per-turn 8]
+    python benchmarks/g2p_step.py [--preset cpu] [--turns 5] [--steps-per-turn 8] [--processes 3]
 
 Both sides: the preset's model and batch of words at the longest length bucket (16 letters in, 16 phoneme ids
 out), the same random batch with padding (word and pronunciation lengths drawn from 3 to 16), label- smoothed
@@ -9,11 +9,12 @@ float32 and no dropout (whatever the preset says), all cores of this machine. JA
 `train_step` (the code `aigc-jax train` runs; building the system sets glibc to keep freed memory,
 aigc_jax/host.py, for the PyTorch steps in this process too); PyTorch runs benchmarks/torch_transformer.py.
 Asserts equal parameter counts. Turns of 8 steps alternate JAX / PyTorch (`common.alternate`); medians after
-warm-up. Writes benchmarks/results/transformer_g2p_step__<preset>.json with both times and `jax_over_torch`
-(target ≤ 1.0).
+warm-up, over the steps of `--processes` fresh processes (`common.pooled_processes`). Writes
+benchmarks/results/transformer_g2p_step__<preset>.json with both times and `jax_over_torch` (target ≤ 1.0).
 """
 
 import argparse
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from common import (
     add_turn_options,
     alternate,
     jax_train_step,
-    report_step_ratio,
+    run_step_benchmark,
     torch_device,
     torch_synchronized,
 )
@@ -92,11 +93,7 @@ def setup(preset: str) -> tuple[transformer_g2p.TransformerG2p, dict[str, np.nda
     return system, random_batch(config.train.batch_size, config.data.length_buckets[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="cpu", choices=transformer_g2p.PRESETS)
-    add_turn_options(parser, turns=5)
-    args = parser.parse_args()
+def measure(args: argparse.Namespace) -> dict[str, Any]:
     system, batch = setup(args.preset)
     config = system.config
     B, T = batch["source"].shape
@@ -111,14 +108,15 @@ def main() -> None:
         f"{m.num_layers}+{m.num_layers} layers, {m.num_heads} heads, {m.embed_dim} wide, "
         f"{B} words x {T} tokens, {jax_params:,} parameters"
     )
-    report_step_ratio(
-        "transformer_g2p_step",
-        args.preset,
-        shape,
-        times,
-        parameters=jax_params,
-        steps_per_turn=args.steps_per_turn,
-    )
+    return {"times": times, "shape": shape, "extra": {"parameters": jax_params}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="cpu", choices=transformer_g2p.PRESETS)
+    add_turn_options(parser, turns=5)
+    args = parser.parse_args()
+    run_step_benchmark(__file__, "transformer_g2p_step", args, lambda: measure(args))
 
 
 if __name__ == "__main__":

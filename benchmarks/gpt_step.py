@@ -1,13 +1,14 @@
 """JAX train-step time of gpt_shakespeare against the same architecture in PyTorch (eager) on this CPU.
 
-    python benchmarks/gpt_step.py [--preset cpu] [--turns 5] [--steps-per-turn 8]
+    python benchmarks/gpt_step.py [--preset cpu] [--turns 5] [--steps-per-turn 8] [--processes 3]
 
 Both sides: same shapes (the preset's model, batch and context), AdamW with the same hyper-parameters and
 global-norm clipping, float32 and no dropout (whatever the preset says), all cores of this machine. JAX runs
 the system's own jitted `train_step` (the code `aigc-jax train` runs); building the system sets glibc to keep
 freed memory (aigc_jax/host.py), for the PyTorch steps in this process too. Turns of 8 steps alternate JAX /
-PyTorch (`common.alternate`); medians after warm-up. Writes benchmarks/results/gpt_step__<preset>.json with
-both times and `jax_over_torch` (target ≤ 1.0).
+PyTorch (`common.alternate`); medians after warm-up, over the steps of `--processes` fresh processes
+(`common.pooled_processes`). Writes benchmarks/results/gpt_step__<preset>.json with both times and
+`jax_over_torch` (target ≤ 1.0).
 """
 
 import argparse
@@ -19,7 +20,7 @@ from common import (
     add_turn_options,
     alternate,
     jax_train_step,
-    report_step_ratio,
+    run_step_benchmark,
     torch_device,
     torch_synchronized,
 )
@@ -69,11 +70,7 @@ def setup(preset: str) -> tuple[Any, np.ndarray]:
     return config, tokens
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="cpu", choices=("smoke", "cpu", "full"))
-    add_turn_options(parser, turns=5)
-    args = parser.parse_args()
+def measure(args: argparse.Namespace) -> dict[str, Any]:
     config, tokens = setup(args.preset)
     B, T = config.train.batch_size, config.model.max_len
     times = alternate(
@@ -83,7 +80,15 @@ def main() -> None:
     )
     m = config.model
     shape = f"{m.num_layers} layers, {m.num_heads} heads, {m.embed_dim} wide, context {T}, batch {B}"
-    report_step_ratio("gpt_step", args.preset, shape, times, steps_per_turn=args.steps_per_turn)
+    return {"times": times, "shape": shape, "extra": {}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="cpu", choices=("smoke", "cpu", "full"))
+    add_turn_options(parser, turns=5)
+    args = parser.parse_args()
+    run_step_benchmark(__file__, "gpt_step", args, lambda: measure(args))
 
 
 if __name__ == "__main__":

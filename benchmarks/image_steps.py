@@ -17,12 +17,10 @@ architecture (benchmarks/torch_convnets.py) through the same update:
 
 Turns of 8 consecutive steps alternate JAX / PyTorch (`common.alternate`: one-for-one alternation slowed both
 sides, since each step then starts right after the other framework's); medians after warm-up, over the steps
-of `--processes` fresh processes run one after another: a JAX process's step time depends on where its buffers
-land in memory (on the earlier AMD EPYC the cnn step took 33-38 ms in 15 of 18 processes and 45-46 ms in 3,
-and 33-37 ms in 18 of 18 with address randomisation off, `setarch -R`), so one process can misstate the ratio
-by a third. Asserts that the two sides have the same parameter counts, and writes
-benchmarks/results/<system>_step__cpu.json with both times, each process's ratio and `jax_over_torch` (target
-≤ 1.0).
+of `--processes` fresh processes run one after another (`common.pooled_processes`: a JAX process's step time
+depends on the process, so one can misstate the ratio by a third). Asserts that the two sides have the same
+parameter counts, and writes benchmarks/results/<system>_step__cpu.json with both times, each process's ratio
+and `jax_over_torch` (target ≤ 1.0).
 """
 
 import argparse
@@ -36,9 +34,8 @@ import torch
 from common import (
     add_turn_options,
     alternate,
-    child_json,
     jax_train_step,
-    medians,
+    pooled_processes,
     report_step_ratio,
     torch_device,
     torch_synchronized,
@@ -150,23 +147,13 @@ def measure(name: str, turns: int, steps_per_turn: int) -> dict[str, Any]:
 
 def benchmark(name: str, turns: int, steps_per_turn: int, processes: int) -> None:
     """`measure` in `processes` fresh processes, one after another; reports their steps pooled."""
-    child_args = ["--child", name, "--turns", str(turns), "--steps-per-turn", str(steps_per_turn)]
-    runs = [child_json(__file__, child_args) for _ in range(processes)]
-    process_ratios = []
-    for number, run in enumerate(runs, 1):
-        step = medians(run["times"])
-        process_ratios.append(step["jax"] / step["torch"])
-        print(
-            f"{name} process {number}: jax {step['jax'] * 1e3:.1f} ms, torch {step['torch'] * 1e3:.1f} ms, "
-            f"jax/torch = {process_ratios[-1]:.2f}",
-            flush=True,
-        )
-    times = {side: [t for run in runs for t in run["times"][side]] for side in ("jax", "torch")}
-    count = runs[0]["param_count"]
+    child_args = ["--system", name, "--turns", str(turns), "--steps-per-turn", str(steps_per_turn)]
+    times, first, process_ratios = pooled_processes(__file__, child_args, processes, name)
+    count = first["param_count"]
     report_step_ratio(
         f"{name}_step",
         PRESET,
-        runs[0]["shape"],
+        first["shape"],
         times,
         param_counts={"jax": count, "torch": count},
         processes=processes,
@@ -179,11 +166,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system", default="all", choices=(*SYSTEMS, "all"))
     add_turn_options(parser, turns=8)
-    parser.add_argument("--processes", type=int, default=3)
-    parser.add_argument("--child", choices=SYSTEMS, help=argparse.SUPPRESS)  # measure in this process
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child, args.turns, args.steps_per_turn)))
+        print(json.dumps(measure(args.system, args.turns, args.steps_per_turn)))
         return
     for name in SYSTEMS if args.system == "all" else (args.system,):
         benchmark(name, args.turns, args.steps_per_turn, args.processes)

@@ -1,17 +1,20 @@
 """JAX train-step time of textcnn_reviews against the same network in PyTorch (eager) on this CPU.
 
     python benchmarks/textcnn_step.py [--preset cpu] [--length 32] [--turns 5] [--steps-per-turn 8]
+                                      [--processes 3]
 
 Both sides: Kim's CNN-rand of the preset (300-d embeddings of an 18,000-word vocabulary, widths 3/4/5 x 100
 maps, dropout 0.5, max-norm 3 on the output weights after each update), batches of the preset's size (50) of
 `--length` word ids with random sentence lengths, Adam with the preset's learning rate, float32, all cores of
 this machine. 32 is a typical padded length of the length-bucketed training batches. JAX runs the system's own
 jitted `train_step`; PyTorch runs nn.Conv1d. Parameter counts are asserted equal. Turns of 8 steps alternate
-JAX / PyTorch (`common.alternate`); medians after warm-up. Writes
-benchmarks/results/textcnn_reviews_step__<preset>.json with both times and `jax_over_torch` (target ≤ 1.0).
+JAX / PyTorch (`common.alternate`); medians after warm-up, over the steps of `--processes` fresh processes
+(`common.pooled_processes`). Writes benchmarks/results/textcnn_reviews_step__<preset>.json with both times and
+`jax_over_torch` (target ≤ 1.0).
 """
 
 import argparse
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +22,7 @@ from common import (
     add_turn_options,
     alternate,
     jax_train_step,
-    report_step_ratio,
+    run_step_benchmark,
     torch_device,
     torch_synchronized,
 )
@@ -55,12 +58,7 @@ def torch_step(config, batch: dict[str, np.ndarray]):
     return torch_synchronized(run, device), sum(p.numel() for p in model.parameters())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="cpu", choices=textcnn_reviews.PRESETS)
-    parser.add_argument("--length", type=int, default=32)
-    add_turn_options(parser, turns=5)
-    args = parser.parse_args()
+def measure(args: argparse.Namespace) -> dict[str, Any]:
     config = textcnn_reviews.get_config(args.preset)
     config.data.max_len = args.length  # the model's example length; no data set is read
     config.optim.weight_decay = 0.0  # as the preset (AdamW without decay is Adam); asserted below
@@ -80,14 +78,16 @@ def main() -> None:
     m = config.model
     shape = f"embed {m.embed_dim}, widths {tuple(m.widths)} x {m.features}, vocab {VOCAB_SIZE}, "
     shape += f"batch {B}, length {L}"
-    report_step_ratio(
-        "textcnn_reviews_step",
-        args.preset,
-        shape,
-        times,
-        parameters=jax_count,
-        steps_per_turn=args.steps_per_turn,
-    )
+    return {"times": times, "shape": shape, "extra": {"parameters": jax_count}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="cpu", choices=textcnn_reviews.PRESETS)
+    parser.add_argument("--length", type=int, default=32)
+    add_turn_options(parser, turns=5)
+    args = parser.parse_args()
+    run_step_benchmark(__file__, "textcnn_reviews_step", args, lambda: measure(args))
 
 
 if __name__ == "__main__":

@@ -29,3 +29,20 @@ def test_paired_ratios_are_quartiles_of_call_by_call_ratios():
     quartiles = common.paired_ratios([2.0, 3.0, 4.0, 5.0, 6.0], [1.0, 1.0, 1.0, 1.0, 1.0])
     assert quartiles == {"q1": 3.0, "median": 4.0, "q3": 5.0}
     assert common.medians({"a": [3.0, 1.0, 2.0]}) == {"a": 2.0}
+
+
+def test_pooled_processes_runs_fresh_children_and_pools_their_steps(tmp_path):
+    """Each child gets the arguments plus --child and a process of its own; its steps are pooled and its
+    own ratio of medians reported."""
+    script = tmp_path / "child.py"
+    script.write_text(
+        "import json, os, sys\n"
+        "assert sys.argv[1:] == ['--turns', '2', '--child'], sys.argv\n"
+        "slow = 1.0 + os.getpid() % 2\n"  # JAX's median differs from process to process
+        "print(json.dumps({'times': {'jax': [slow, slow], 'torch': [1.0, 1.0]}, 'shape': str(os.getpid())}))\n"
+    )
+    times, first, ratios = common.pooled_processes(str(script), ["--turns", "2"], 3, "child")
+    assert len(times["jax"]) == len(times["torch"]) == 6
+    assert times["torch"] == [1.0] * 6
+    assert ratios == [t for t in times["jax"][::2]]  # each process's jax median over its torch median
+    assert first["shape"].isdigit()
