@@ -1,24 +1,28 @@
 """JAX train-step time of the BatchNorm systems with `convnets.BatchNorm` against Linen's `nn.BatchNorm`.
 
-    python benchmarks/batch_norm_form.py [--system cnn_fashion|dcgan_fashion|all] [--repeats 40]
+    python benchmarks/batch_norm_form.py [--system cnn_fashion|dcgan_fashion|all] [--rounds 3] [--steps 40]
 
 The two layers compute the same function with the same variables (tests/test_image_systems.py checks
 outputs, statistics and gradients); they differ in form: ours normalises as x·a + b with per-channel a and
-b, Linen as (x − mean)·a + bias. Each system's jitted `cpu` train step (as benchmarks/image_steps.py
-builds it, on one real batch) is compiled once with each layer; the two steps alternate after warm-up.
-Writes benchmarks/results/batch_norm_form__<backend>.json (cpu here) with the median step times and
-their ratio per system.
+b, Linen as (x − mean)·a + bias. Each measurement is a fresh process that builds the system's jitted `cpu`
+train step (as benchmarks/image_steps.py does, on one real batch) with one of the layers and reports the
+median of `--steps` steps after warm-up; each round runs both layers, one after the other
+(`common.alternating_processes`: variants compiled side by side in one process do not time fairly on
+XLA:CPU). Writes benchmarks/results/batch_norm_form__<backend>.json (cpu here) with the medians over the
+rounds and their ratio per system.
 """
 
 import argparse
 import contextlib
 import functools
-from collections.abc import Callable, Iterator
+import json
+import statistics
+from collections.abc import Iterator
 
 import flax.linen as nn
 import image_steps
 import jax
-from common import RESULTS, alternate, jax_train_step, medians, paired_ratios
+from common import RESULTS, alternating_processes, jax_train_step, median_seconds
 
 from aigc_jax import results
 from aigc_jax.models import convnets
@@ -35,48 +39,51 @@ def linen_batch_norm() -> Iterator[None]:
         convnets.BatchNorm = ours
 
 
-def traced_step(name: str) -> Callable[[], None]:
-    """The system's jitted train step, run once so that it is traced and compiled now."""
-    _, system, batch = image_steps.setup(name)
-    run, _ = jax_train_step(system, batch)
-    run()
-    return run
+def measure(name: str, form: str, steps: int) -> dict[str, float]:
+    """In this process: the median train-step time of `name` built with the `form` ("ours" or "linen")."""
+    with linen_batch_norm() if form == "linen" else contextlib.nullcontext():
+        _, system, batch = image_steps.setup(name)
+        run, _ = jax_train_step(system, batch)
+        run()  # traced and compiled inside the context
+    return {"step_seconds": median_seconds(run, steps)}
 
 
-def benchmark(name: str, repeats: int) -> dict[str, float | dict[str, float]]:
-    steps = {"ours": traced_step(name)}
-    with linen_batch_norm():
-        steps["linen"] = traced_step(name)
-    times = alternate(steps, repeats=repeats)
-    step = medians(times)
-    paired = paired_ratios(times["ours"], times["linen"])
+def benchmark(name: str, rounds: int, steps: int) -> dict[str, float | list[float]]:
+    forms = {form: ["--child", name, form, "--steps", str(steps)] for form in ("ours", "linen")}
+    seconds = alternating_processes(__file__, forms, rounds, name)
+    ours, linen = (statistics.median(seconds[form]) for form in ("ours", "linen"))
     print(
-        f"{name}: convnets.BatchNorm {step['ours'] * 1e3:.1f} ms, nn.BatchNorm {step['linen'] * 1e3:.1f} ms, "
-        f"ours/linen = {step['ours'] / step['linen']:.2f} "
-        f"(paired steps: middle half {paired['q1']:.2f}-{paired['q3']:.2f})",
+        f"{name}: convnets.BatchNorm {ours * 1e3:.1f} ms, nn.BatchNorm {linen * 1e3:.1f} ms, "
+        f"ours/linen = {ours / linen:.2f} (medians of {rounds} processes each)",
         flush=True,
     )
     return {
-        "ours_step_seconds": step["ours"],
-        "linen_step_seconds": step["linen"],
-        "ours_over_linen": step["ours"] / step["linen"],
-        "ours_over_linen_paired_quartiles": paired,
+        "ours_step_seconds": ours,
+        "linen_step_seconds": linen,
+        "ours_over_linen": ours / linen,
+        "ours_over_linen_by_round": [a / b for a, b in zip(seconds["ours"], seconds["linen"], strict=True)],
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system", default="all", choices=(*image_steps.SYSTEMS, "all"))
-    parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)  # NAME FORM
     args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(*args.child, args.steps)))
+        return
     names = image_steps.SYSTEMS if args.system == "all" else (args.system,)
-    metrics = {name: benchmark(name, args.repeats) for name in names}
+    metrics = {name: benchmark(name, args.rounds, args.steps) for name in names}
     results.write(
         RESULTS / f"batch_norm_form__{jax.default_backend()}.json",
         benchmark="batch_norm_form",
         preset=image_steps.PRESET,
         metrics=metrics,
-        repeats=args.repeats,
+        rounds=args.rounds,
+        steps=args.steps,
     )
 
 

@@ -106,6 +106,23 @@ def run_step_benchmark(
     )
 
 
+def alternating_processes(
+    script: str, variants: dict[str, list[str]], rounds: int, label: str
+) -> dict[str, list[float]]:
+    """A/B(/C...) of settings that hold for a whole process: each round runs `script *args` for every
+    variant in a fresh process, in turn, and collects the `step_seconds` each prints (`child_json`);
+    returns them per variant, one per round. Variants compiled side by side in one process do not time
+    fairly on XLA:CPU: such an A/B said the DCGAN step went 18.7 -> 15.3 ms with a rewrite that separate
+    processes showed slower (README, Benchmarks)."""
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    for round_ in range(rounds):
+        for name, args in variants.items():
+            step = child_json(script, args)["step_seconds"]
+            seconds[name].append(step)
+            print(f"round {round_ + 1}: {label} {name} {step * 1e3:7.1f} ms", flush=True)
+    return seconds
+
+
 def child_json(script: str, args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     """Runs `python script args` in a fresh process (for settings that hold for a whole process) and
     returns the JSON object on its last line of output."""

@@ -3,13 +3,14 @@
 
     python benchmarks/cpu_devices.py [--devices 2] [--rounds 2] [--steps 20] [--system NAME ...]
 
-JAX fixes its devices when it first uses them, so every measurement is a child process: it splits the
-host (`mesh.split_cpu_host`) before anything touches JAX, builds the system from its `cpu` preset with
-that `cpu_devices`, takes one real training batch, and reports the median of `--steps` timed steps of the
-system's jitted train step (the step `aigc-jax train` runs, dropout and all) after warm-up. Each round
-runs every system on one device, then on `--devices`. Writes benchmarks/results/cpu_devices__cpu.json
-with each child's time and, per system, the medians and `split_over_one` (< 1: the split is faster). The
-presets' `cpu_devices` follow from it (README, "A CPU-only host can run as several devices").
+JAX fixes its devices when it first uses them, so every measurement is a child process: it splits the host
+(`mesh.split_cpu_host`) before anything touches JAX, builds the system from its `cpu` preset with that
+`cpu_devices`, takes one real training batch, and reports the median of `--steps` timed steps of the system's
+jitted train step (the step `aigc-jax train` runs, dropout and all) after warm-up. For each system, each of
+`--rounds` rounds runs it on one device, then on `--devices` (`common.alternating_processes`). Writes
+benchmarks/results/cpu_devices__cpu.json with each child's time and, per system, the medians and
+`split_over_one` (< 1: the split is faster). The presets' `cpu_devices` follow from it (README, "A CPU-only
+host can run as several devices").
 """
 
 import argparse
@@ -17,7 +18,7 @@ import json
 import statistics
 import tempfile
 
-from common import RESULTS, child_json, jax_train_step, median_seconds
+from common import RESULTS, alternating_processes, jax_train_step, median_seconds
 
 from aigc_jax import results, systems
 from aigc_jax.train import mesh as mesh_lib
@@ -60,13 +61,15 @@ def main() -> None:
         print(json.dumps(measure(name, int(devices), args.steps)))
         return
     splits = (1, args.devices)
-    runs: dict[str, dict[str, list[float]]] = {name: {str(n): [] for n in splits} for name in args.system}
-    for round_ in range(args.rounds):
-        for name in args.system:
-            for n in splits:
-                child = child_json(__file__, ["--child", name, str(n), "--steps", str(args.steps)])
-                runs[name][str(n)].append(child["step_seconds"])
-                print(f"round {round_ + 1}: {name:18s} {n} device(s) {child['step_seconds'] * 1e3:7.1f} ms")
+    runs = {
+        name: alternating_processes(
+            __file__,
+            {str(n): ["--child", name, str(n), "--steps", str(args.steps)] for n in splits},
+            args.rounds,
+            f"{name:18s} devices:",
+        )
+        for name in args.system
+    }
     metrics = {}
     for name, by_split in runs.items():
         one, split = (statistics.median(by_split[str(n)]) for n in splits)

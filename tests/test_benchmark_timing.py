@@ -39,10 +39,18 @@ def test_pooled_processes_runs_fresh_children_and_pools_their_steps(tmp_path):
         "import json, os, sys\n"
         "assert sys.argv[1:] == ['--turns', '2', '--child'], sys.argv\n"
         "slow = 1.0 + os.getpid() % 2\n"  # JAX's median differs from process to process
-        "print(json.dumps({'times': {'jax': [slow, slow], 'torch': [1.0, 1.0]}, 'shape': str(os.getpid())}))\n"
+        "times = {'jax': [slow, slow], 'torch': [1.0, 1.0]}\n"
+        "print(json.dumps({'times': times, 'shape': str(os.getpid())}))\n"
     )
     times, first, ratios = common.pooled_processes(str(script), ["--turns", "2"], 3, "child")
     assert len(times["jax"]) == len(times["torch"]) == 6
     assert times["torch"] == [1.0] * 6
     assert ratios == [t for t in times["jax"][::2]]  # each process's jax median over its torch median
     assert first["shape"].isdigit()
+
+
+def test_alternating_processes_runs_each_variant_in_each_round(tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text("import json, sys\nprint(json.dumps({'step_seconds': float(sys.argv[1])}))\n")
+    seconds = common.alternating_processes(str(script), {"a": ["1.5"], "b": ["2.5"]}, 2, "stub")
+    assert seconds == {"a": [1.5, 1.5], "b": [2.5, 2.5]}
