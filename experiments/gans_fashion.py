@@ -19,10 +19,11 @@ workdirs/experiments/cnn_fashion__cpu_TAG`): `zen5_xla_convs` (1,377 s wall, at 
 --config.train.seed=1` with the same classifier (1,388 s wall, at b778cbf): 55.3 after 34,504 against 124.0
 after 50,357 (0.446x): met; `zen5` (at 7ce2f80, the DCGAN's phase convolutions then matrix products of
 patches, slower and since reverted), 58.0 after 30,701 against 110.3 after 50,323 (0.526x): missed;
-`zen5_threaded_convs` (at 8e45042, convolutions on XLA's threads, aigc_jax/host.py; 1,370 s wall), 57.5
-after 40,197 against 111.0 after 49,128 (0.518x): missed. The DCGAN's fd stays at 54-58 in all four; where
-the MLP GAN's swinging fd stops decides the ratio. On the earlier AMD EPYC: `cpu` (2 cores, 1,435 s wall,
-at fb891be: the DCGAN at Adam 2e-3, evaluated as the moving
+`zen5_threaded_convs` (at 8e45042, convolutions on XLA's threads, aigc_jax/host.py; 1,370 s wall), 57.5 after
+40,197 against 111.0 after 49,128 (0.518x): missed; its second seed, `zen5_threaded_convs_seed1
+--config.train.seed=1` (at bd78fee, 1,365 s wall), 55.9 after 36,760 against 114.0 after 49,597 (0.490x): met.
+The DCGAN's fd stays at 54-58 in all five; where the MLP GAN's swinging fd stops decides the ratio. On the
+earlier AMD EPYC: `cpu` (2 cores, 1,435 s wall, at fb891be: the DCGAN at Adam 2e-3, evaluated as the moving
 average of its generator), DCGAN fd 81.0 after 16,888 steps against the MLP GAN's 157.2 after 27,357 (0.515x):
 missed by 0.015. `--tag seed1 --config.train.seed=1` (1,457 s wall, at 5eeb303, in a slower spell of the
 machine: ~15% fewer steps for both): 84.9 after 14,101 steps against 149.5 after 24,096 (0.567x). Before the
