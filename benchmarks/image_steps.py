@@ -83,8 +83,9 @@ def torch_gan_step(config: Any, batch: dict[str, np.ndarray]) -> tuple[Callable[
     torch.manual_seed(0)
     image_shape = batch["image"].shape[1:]
     device = torch_device()
-    generator = TorchDcganGenerator(m.noise_dim, m.width, image_shape).to(device).train()
-    discriminator = TorchDcganDiscriminator(m.width, image_shape).to(device).train()
+    generator = TorchDcganGenerator(m.noise_dim, m.width, image_shape, m.generator_quarter_convs)
+    discriminator = TorchDcganDiscriminator(m.width, image_shape, m.discriminator_quarter_convs)
+    generator, discriminator = generator.to(device).train(), discriminator.to(device).train()
     g_opt = torch.optim.Adam(generator.parameters(), lr=o.learning_rate, betas=(o.b1, o.b2))
     d_opt = torch.optim.Adam(discriminator.parameters(), lr=o.learning_rate, betas=(o.b1, o.b2))
     real = torch.from_numpy(np.ascontiguousarray(batch["image"].transpose(0, 3, 1, 2))).to(device)

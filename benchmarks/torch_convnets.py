@@ -9,6 +9,8 @@ statistics are buffers here and `batch_stats` there, parameters in neither):
   → BN → ReLU → transposed conv 4×4/2 → tanh.
 - `TorchDcganDiscriminator` ~ `DcganDiscriminator`: conv 4×4/2 → LeakyReLU 0.2 → conv 4×4/2 (no bias)
   → BN → LeakyReLU 0.2 → linear 1.
+- Both take the same `quarter_convs`: 3×3 conv (padding 1, no bias) → BN → activation blocks at a
+  quarter of the image size, after the first BN → ReLU (generator) or the second conv's (discriminator).
 
 Differences that change no shape, parameter count or FLOP count:
 
@@ -24,7 +26,7 @@ Differences that change no shape, parameter count or FLOP count:
 - Max-pool floors odd sizes in both (7 → 3), as Flax's 'VALID' pooling does.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -33,6 +35,18 @@ from torch import nn
 def param_count(module: nn.Module) -> int:
     """Trainable parameters (not BatchNorm running statistics, which are buffers)."""
     return sum(p.numel() for p in module.parameters())
+
+
+def _quarter_blocks(channels: int, count: int, activation: Callable[[], nn.Module]) -> list[nn.Module]:
+    """`count` × (3×3 conv, padding 1, no bias → BN → activation) at the same resolution and width."""
+    blocks: list[nn.Module] = []
+    for _ in range(count):
+        blocks += [
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels, eps=1e-5, momentum=0.1),
+            activation(),
+        ]
+    return blocks
 
 
 class TorchVggBnCNN(nn.Module):
@@ -74,7 +88,13 @@ class TorchVggBnCNN(nn.Module):
 
 
 class TorchDcganGenerator(nn.Module):
-    def __init__(self, noise_dim: int = 100, width: int = 64, image_shape: Sequence[int] = (28, 28, 1)):
+    def __init__(
+        self,
+        noise_dim: int = 100,
+        width: int = 64,
+        image_shape: Sequence[int] = (28, 28, 1),
+        quarter_convs: int = 0,
+    ):
         super().__init__()
         height, image_width, channels = image_shape
         self.start = (2 * width, height // 4, image_width // 4)
@@ -82,6 +102,7 @@ class TorchDcganGenerator(nn.Module):
         self.body = nn.Sequential(
             nn.BatchNorm2d(2 * width, eps=1e-5, momentum=0.1),
             nn.ReLU(),
+            *_quarter_blocks(2 * width, quarter_convs, nn.ReLU),
             nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(width, eps=1e-5, momentum=0.1),
             nn.ReLU(),
@@ -95,7 +116,7 @@ class TorchDcganGenerator(nn.Module):
 
 
 class TorchDcganDiscriminator(nn.Module):
-    def __init__(self, width: int = 64, image_shape: Sequence[int] = (28, 28, 1)):
+    def __init__(self, width: int = 64, image_shape: Sequence[int] = (28, 28, 1), quarter_convs: int = 0):
         super().__init__()
         height, image_width, channels = image_shape
         self.body = nn.Sequential(
@@ -104,6 +125,7 @@ class TorchDcganDiscriminator(nn.Module):
             nn.Conv2d(width, 2 * width, 4, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(2 * width, eps=1e-5, momentum=0.1),
             nn.LeakyReLU(0.2),
+            *_quarter_blocks(2 * width, quarter_convs, lambda: nn.LeakyReLU(0.2)),
             nn.Flatten(),
             nn.Linear(2 * width * (height // 4) * (image_width // 4), 1),
         )

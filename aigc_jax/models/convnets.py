@@ -178,10 +178,13 @@ class ConvTranspose4x4Stride2(nn.Module):
 
 class DcganGenerator(nn.Module):
     """DCGAN generator (Radford et al., 2016): noise → dense (H/4)×(W/4)×2w → BN → ReLU → transposed conv
-    4×4/2 to (H/2)×(W/2)×w → BN → ReLU → transposed conv 4×4/2 to H×W×C → tanh. For 28×28: 7 → 14 → 28."""
+    4×4/2 to (H/2)×(W/2)×w → BN → ReLU → transposed conv 4×4/2 to H×W×C → tanh. For 28×28: 7 → 14 → 28.
+    `quarter_convs` adds that many 3×3 conv (2w, no bias) → BN → ReLU blocks at (H/4)×(W/4), before the
+    first transposed conv."""
 
     width: int = 64
     image_shape: Sequence[int] = (28, 28, 1)
+    quarter_convs: int = 0
 
     @nn.compact
     def __call__(self, z_BZ: jax.Array, train: bool = False) -> jax.Array:
@@ -192,21 +195,28 @@ class DcganGenerator(nn.Module):
         h, w = height // 4, width // 4
         x = nn.Dense(h * w * 2 * self.width, use_bias=False)(z_BZ).reshape(-1, h, w, 2 * self.width)
         x = nn.relu(bn(x))
+        for _ in range(self.quarter_convs):
+            x = _conv_bn_relu(x, 2 * self.width, train)
         x = nn.relu(bn(ConvTranspose4x4Stride2(self.width)(x)))
         return jnp.tanh(nn.ConvTranspose(channels, (4, 4), strides=(2, 2))(x))
 
 
 class DcganDiscriminator(nn.Module):
     """DCGAN discriminator: conv 4×4/2 (w) → LeakyReLU 0.2 → conv 4×4/2 (2w) → BN → LeakyReLU →
-    dense 1 (a logit). No BatchNorm on the input layer, as in the paper."""
+    dense 1 (a logit). No BatchNorm on the input layer, as in the paper. `quarter_convs` adds that many
+    3×3 conv (2w, no bias) → BN → LeakyReLU blocks at (H/4)×(W/4), before the dense layer."""
 
     width: int = 64
+    quarter_convs: int = 0
 
     @nn.compact
     def __call__(self, x_BHWC: jax.Array, train: bool = False) -> jax.Array:
         x = nn.leaky_relu(nn.Conv(self.width, (4, 4), strides=(2, 2))(x_BHWC), 0.2)
         x = nn.Conv(2 * self.width, (4, 4), strides=(2, 2), use_bias=False)(x)
         x = nn.leaky_relu(BatchNorm(use_running_average=not train)(x), 0.2)
+        for _ in range(self.quarter_convs):
+            x = nn.Conv(2 * self.width, (3, 3), use_bias=False)(x)
+            x = nn.leaky_relu(BatchNorm(use_running_average=not train)(x), 0.2)
         return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0]
 
 

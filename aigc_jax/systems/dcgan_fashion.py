@@ -28,7 +28,9 @@ PRESETS = ("smoke", "cpu", "full")
 
 def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     config = gan_config(NAME, preset, PRESETS)
-    config.model = ml_collections.ConfigDict({"noise_dim": 100, "width": 64})
+    config.model = ml_collections.ConfigDict(
+        {"noise_dim": 100, "width": 64, "generator_quarter_convs": 0, "discriminator_quarter_convs": 0}
+    )
     if preset == "smoke":
         config.data.name = "digits"
         config.model.update(noise_dim=16, width=8)
@@ -65,8 +67,9 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
 
 def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Gan:
     del workdir
+    m = config.model
     return Gan(
         config,
-        generator=DcganGenerator(width=config.model.width),
-        discriminator=DcganDiscriminator(width=config.model.width),
+        generator=DcganGenerator(width=m.width, quarter_convs=m.generator_quarter_convs),
+        discriminator=DcganDiscriminator(width=m.width, quarter_convs=m.discriminator_quarter_convs),
     )
