@@ -14,7 +14,11 @@ On an accelerator, `--preset full` (DCGAN width 128) with the same `--config.tra
 for both (and a `--config.train.num_steps` too large to reach) compares them for equal wall time too.
 Recorded on an AMD EPYC of family 26 (Zen 5, 2 cores), each pair scored by a classifier trained there (`python
 experiments/cnn_fashion.py --preset cpu --tag TAG`, then `--tag TAG --classifier-workdir
-workdirs/experiments/cnn_fashion__cpu_TAG`): `zen5_xla_convs` (1,377 s wall, at e3b4214), DCGAN fd 54.4 after
+workdirs/experiments/cnn_fashion__cpu_TAG`). With the DCGAN's two 3×3 blocks at 7×7 in each network (since
+3c8392e): `zen5_quarter_convs` (classifier of `zen5_threaded_convs`, 1,375 s wall, at 3c8392e), DCGAN fd 8.8
+after 18,570 steps against the MLP GAN's 105.7 after 49,808 (0.083x): met; its second seed,
+`zen5_quarter_convs_seed1 --config.train.seed=1` (1,369 s wall), 8.7 after 17,701 against 120.6 after 46,397
+(0.072x): met. Before the blocks: `zen5_xla_convs` (1,377 s wall, at e3b4214), DCGAN fd 54.4 after
 35,017 steps against the MLP GAN's 127.4 after 49,154 (0.427x): met; a second seed, `zen5_xla_convs_seed1
 --config.train.seed=1` with the same classifier (1,388 s wall, at b778cbf): 55.3 after 34,504 against 124.0
 after 50,357 (0.446x): met; `zen5` (at 7ce2f80, the DCGAN's phase convolutions then matrix products of
@@ -22,7 +26,7 @@ patches, slower and since reverted), 58.0 after 30,701 against 110.3 after 50,32
 `zen5_threaded_convs` (at 8e45042, convolutions on XLA's threads, aigc_jax/host.py; 1,370 s wall), 57.5 after
 40,197 against 111.0 after 49,128 (0.518x): missed; its second seed, `zen5_threaded_convs_seed1
 --config.train.seed=1` (at bd78fee, 1,365 s wall), 55.9 after 36,760 against 114.0 after 49,597 (0.490x): met.
-The DCGAN's fd stays at 54-58 in all five; where the MLP GAN's swinging fd stops decides the ratio. On the
+The DCGAN's fd stayed at 54-58 in all five; where the MLP GAN's swinging fd stopped decided the ratio. On the
 earlier AMD EPYC: `cpu` (2 cores, 1,435 s wall, at fb891be: the DCGAN at Adam 2e-3, evaluated as the moving
 average of its generator), DCGAN fd 81.0 after 16,888 steps against the MLP GAN's 157.2 after 27,357 (0.515x):
 missed by 0.015. `--tag seed1 --config.train.seed=1` (1,457 s wall, at 5eeb303, in a slower spell of the

@@ -83,6 +83,14 @@ DERIVED: dict[tuple[str, str], tuple[Callable[[], float], str]] = {
         _dcgan_over_mlp_fd("cpu_zen5_threaded_convs_seed1"),
         "the target's ratio in the second seed's Zen 5 run with convolutions on XLA's threads",
     ),
+    ("`dcgan_fashion`", "0.083×"): (
+        _dcgan_over_mlp_fd("cpu_zen5_quarter_convs"),
+        "the target's ratio in the Zen 5 run with the DCGAN's 3×3 blocks",
+    ),
+    ("`dcgan_fashion`", "0.072×"): (
+        _dcgan_over_mlp_fd("cpu_zen5_quarter_convs_seed1"),
+        "the target's ratio in the second seed's Zen 5 run with the DCGAN's 3×3 blocks",
+    ),
     ("`dcgan_fashion`", "0.512×"): (
         _dcgan_over_mlp_fd("cpu_30min"),
         "the target's ratio in the 30-minute run",

@@ -47,7 +47,7 @@ REGISTRY: dict[str, SystemSpec] = {
             seed_questions=(3,),
             data="fashion_mnist",
             description="the source's MLP GAN, bugs fixed (fresh noise, detached fakes, non-saturating loss)",
-            status="cpu: fd 157.2; cpu_30min: fd 114.0; h200 full: fd 120.7",
+            status="cpu_zen5_quarter_convs: fd 105.7; cpu: fd 157.2; h200 full: fd 120.7",
         ),
         SystemSpec(
             name="dcgan_fashion",
@@ -55,8 +55,8 @@ REGISTRY: dict[str, SystemSpec] = {
             seed_questions=(3,),
             data="fashion_mnist",
             description="DCGAN: transposed-conv generator with BatchNorm, conv discriminator",
-            status="cpu: fd 81.0 = 0.515x mlp (seed 1: 0.567x), missed; cpu_30min: fd 58.4 = 0.512x, missed; "
-            "h200 full: fd 56.5 = 0.468x, met",
+            status="cpu_zen5_quarter_convs: fd 8.8 = 0.083x mlp (seed 1: 0.072x), met; "
+            "before the 3x3 blocks, cpu: fd 81.0 = 0.515x, missed; h200 full: fd 56.5 = 0.468x, met",
         ),
         SystemSpec(
             name="unet_fashion_scenes",
