@@ -81,6 +81,15 @@ def test_dcgan_quarter_convs_add_3x3_blocks_at_7x7():
     assert fakes.shape == (2, 28, 28, 1) and logits.shape == (2,)
 
 
+def test_dcgan_config_of_a_workdir_from_before_the_blocks_builds_networks_without_them(tmp_path):
+    config = dcgan_fashion.get_config("smoke")
+    assert (config.model.generator_quarter_convs, config.model.discriminator_quarter_convs) == (2, 2)
+    for key in ("generator_quarter_convs", "discriminator_quarter_convs"):
+        del config.model[key]  # as in the config.json of a workdir trained before 3c8392e
+    system = dcgan_fashion.build(config, tmp_path)
+    assert (system.generator.quarter_convs, system.discriminator.quarter_convs) == (0, 0)
+
+
 def test_unet_shapes_and_count():
     count, logits = _count_and_output(convnets.UNet(11, (16, 32, 64, 128)), jnp.zeros((2, 64, 64, 1)))
     assert logits.shape == (2, 64, 64, 11)

@@ -73,8 +73,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
 def build(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Gan:
     del workdir
     m = config.model
-    return Gan(
-        config,
-        generator=DcganGenerator(width=m.width, quarter_convs=m.generator_quarter_convs),
-        discriminator=DcganDiscriminator(width=m.width, quarter_convs=m.discriminator_quarter_convs),
-    )
+    # workdirs from before the 3×3 blocks (3c8392e) record no block counts: they trained without them
+    generator = DcganGenerator(width=m.width, quarter_convs=m.get("generator_quarter_convs", 0))
+    discriminator = DcganDiscriminator(width=m.width, quarter_convs=m.get("discriminator_quarter_convs", 0))
+    return Gan(config, generator=generator, discriminator=discriminator)
