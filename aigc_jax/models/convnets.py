@@ -34,9 +34,10 @@ class BatchNorm(nn.Module):
     It normalises as x · a + b, with a = scale / √(var + ε) and b = bias − mean · a per channel, where
     Linen computes (x − mean) · a + bias. The gradient with respect to the batch mean then flows through
     the per-channel b alone instead of back over the whole activation, which saves XLA's CPU backend
-    reductions over the batch: the `cnn_fashion` cpu train step took 13.9 ms against 15.1 with Linen's
-    layer, the DCGAN step 13.6 against 14.5 (benchmarks/batch_norm_form.py, fresh processes, AMD EPYC Zen 5,
-    2 cores; 36.2 against 43.0 and 38.6 against 42.1 on an earlier EPYC).
+    reductions over the batch: the `cnn_fashion` cpu train step took 14.9 ms against 15.8 with Linen's
+    layer (benchmarks/batch_norm_form.py, fresh processes, AMD EPYC Zen 5, 2 cores; 13.9 against 15.1 in an
+    earlier run, 36.2 against 43.0 on an earlier EPYC). The DCGAN's step gained 13.6 against 14.5 before its
+    3×3 blocks and nothing measurable with them (33.1 against 30.6 ms, rounds 0.97–1.27).
     """
 
     use_running_average: bool = False
