@@ -2,6 +2,7 @@
 
 Smoke presets run on the 8×8 `digits` (and `fashion_scenes` for the U-Net), so these stay fast."""
 
+import functools
 import shutil
 
 import flax.linen as nn
@@ -417,7 +418,17 @@ def test_shift_averaging_averages_the_flipped_and_shifted_views(tmp_path):
 
 def test_reshape_max_pool_equals_linen_max_pool():
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 7, 9, 3))
-    np.testing.assert_array_equal(convnets.max_pool_2x2(x), nn.max_pool(x, (2, 2), strides=(2, 2)))
+    linen_pool = functools.partial(nn.max_pool, window_shape=(2, 2), strides=(2, 2))
+    np.testing.assert_array_equal(convnets.max_pool_2x2(x), linen_pool(x))
+    g = jax.random.normal(jax.random.PRNGKey(1), (2, 3, 4, 3))
+    ours = jax.vjp(convnets.max_pool_2x2, x)[1](g)[0]
+    np.testing.assert_array_equal(ours, jax.vjp(linen_pool, x)[1](g)[0])  # no ties in random data
+
+
+def test_max_pool_gradient_reaches_every_tied_maximum():
+    x = jnp.array([[3.0, 3.0], [1.0, 0.0]]).reshape(1, 2, 2, 1)
+    gradient = jax.grad(lambda x: 2.0 * convnets.max_pool_2x2(x).sum())(x)
+    np.testing.assert_array_equal(gradient.reshape(2, 2), [[2.0, 2.0], [0.0, 0.0]])
 
 
 def test_phase_transposed_conv_equals_linen_transposed_conv():

@@ -14,16 +14,47 @@ import jax
 import jax.numpy as jnp
 
 
+@jax.custom_vjp
 def max_pool_2x2(x_BHWC: jax.Array) -> jax.Array:
-    """2×2 max-pool, stride 2 (odd edges dropped, as `nn.max_pool` with VALID padding).
+    """2×2 max-pool, stride 2 (odd edges dropped): the same forward as `nn.max_pool(x, (2, 2),
+    strides=(2, 2))`, written as a reshape and a max, with its own gradient: each window's gradient goes to
+    the elements equal to its maximum (to all of them at a tie, where Linen's goes to one and `jnp.max`'s
+    is split between them; after a ReLU, ties at zero get no gradient either way).
 
-    The same forward as `max_pool_2x2(x)`, written as a reshape and a max: XLA's
-    CPU backward of `reduce_window` (`select_and_scatter`) cost ~119 ms of a 452 ms VGG-BN step here,
-    the reshape's backward 3–5× less. Gradients differ only at exact ties (split instead of first-wins).
+    Why: XLA's CPU backward of `reduce_window` (`select_and_scatter`) cost ~119 ms of a 452 ms VGG-BN step
+    on an earlier machine, and `jnp.max`'s own gradient counts each window's ties with reductions that
+    XLA:CPU ran on one thread (1.7 ms of the ~14 ms cnn_fashion step, profiled on Zen 5); this backward is
+    one elementwise select. The whole step: 14.1 ms against 14.8 (medians of ten fresh processes each,
+    alternating; benchmarks/cpu_devices.py --child cnn_fashion 1 --steps 40).
     """
+    return _pooled(x_BHWC)
+
+
+def _windows(x_BHWC: jax.Array) -> jax.Array:
     B, H, W, C = x_BHWC.shape
-    x = x_BHWC[:, : H // 2 * 2, : W // 2 * 2]
-    return x.reshape(B, H // 2, 2, W // 2, 2, C).max(axis=(2, 4))
+    return x_BHWC[:, : H // 2 * 2, : W // 2 * 2].reshape(B, H // 2, 2, W // 2, 2, C)
+
+
+def _pooled(x_BHWC: jax.Array) -> jax.Array:
+    return _windows(x_BHWC).max(axis=(2, 4))
+
+
+def _max_pool_forward(x_BHWC: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    pooled = _pooled(x_BHWC)
+    return pooled, (x_BHWC, pooled)
+
+
+def _max_pool_backward(residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array]:
+    x_BHWC, pooled = residuals
+    windows = _windows(x_BHWC)
+    at_max = windows == pooled[:, :, None, :, None]
+    dx_windows = jnp.where(at_max, g[:, :, None, :, None], 0).astype(x_BHWC.dtype)
+    B, H, W, C = x_BHWC.shape
+    dx = dx_windows.reshape(B, H // 2 * 2, W // 2 * 2, C)
+    return (jnp.pad(dx, ((0, 0), (0, H % 2), (0, W % 2), (0, 0))),)
+
+
+max_pool_2x2.defvjp(_max_pool_forward, _max_pool_backward)
 
 
 class BatchNorm(nn.Module):
