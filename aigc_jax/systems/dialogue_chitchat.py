@@ -120,7 +120,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         # whole in the 48-token response region; 80 context tokens hold the last 3-4 turns.
         config.train.update(num_steps=1000, log_every=50, eval_every=500, checkpoint_every=500)
         config.optim.update(learning_rate=3e-3, warmup_steps=100)
-        # the 2 cores as 2 data-parallel devices: the step took 0.84 and 0.86 of its one-device time
+        # the 2 cores as 2 data-parallel devices: the step took 0.84, 0.86 and 0.82 of its one-device time
         # (benchmarks/results/cpu_devices__cpu.json); the same training up to float rounding
         config.mesh.cpu_devices = 2
     elif preset == "full":

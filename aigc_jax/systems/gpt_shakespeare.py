@@ -77,8 +77,8 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
             num_steps=2800, batch_size=16, log_every=50, eval_every=1000, checkpoint_every=1000
         )
         config.optim.update(learning_rate=3e-3, warmup_steps=100)
-        # the 2 cores as 2 data-parallel devices: the step took 0.81, 0.69 and 0.83 of its one-device time in
-        # three runs of benchmarks/cpu_devices.py; the same training up to float rounding
+        # 2 cores as 2 data-parallel devices: the step took 0.81, 0.69, 0.83 and 0.81 of its one-device time
+        # in four runs of benchmarks/cpu_devices.py; the same training up to float rounding
         config.mesh.cpu_devices = 2
     elif preset == "full":
         config.model.update(

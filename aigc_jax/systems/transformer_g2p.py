@@ -100,8 +100,8 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         # schedules fell short of the targets: 2,000 steps reached test WER 0.367 and 5,000 steps 0.304
         # (transformer_g2p__cpu_{2000,5000}_steps.json).
         config.train.update(num_steps=14000, log_every=100, eval_every=1000, checkpoint_every=1000)
-        # the 2 cores as 2 data-parallel devices: the step took 0.88, 0.92 and 0.88 of its one-device time in
-        # three runs of benchmarks/cpu_devices.py; 400 real steps logged losses within 0.001 of the
+        # 2 cores as 2 data-parallel devices: the step took 0.88, 0.92, 0.88 and 0.84 of its one-device time
+        # in four runs of benchmarks/cpu_devices.py; 400 real steps logged losses within 0.001 of the
         # one-device run's (experiments/results/transformer_g2p__cpu_devices_check.json)
         config.mesh.cpu_devices = 2
     elif preset == "full":
