@@ -17,15 +17,13 @@ import jax.numpy as jnp
 @jax.custom_vjp
 def max_pool_2x2(x_BHWC: jax.Array) -> jax.Array:
     """2×2 max-pool, stride 2 (odd edges dropped): the same forward as `nn.max_pool(x, (2, 2),
-    strides=(2, 2))`, written as a reshape and a max, with its own gradient: each window's gradient goes to
-    the elements equal to its maximum (to all of them at a tie, where Linen's goes to one and `jnp.max`'s
-    is split between them; after a ReLU, ties at zero get no gradient either way).
+    strides=(2, 2))`, written as a reshape and a max, with the gradient of `jnp.max` (a window's gradient
+    split evenly between its tied maxima; Linen's gives it to the first) computed in one elementwise pass.
 
     Why: XLA's CPU backward of `reduce_window` (`select_and_scatter`) cost ~119 ms of a 452 ms VGG-BN step
     on an earlier machine, and `jnp.max`'s own gradient counts each window's ties with reductions that
-    XLA:CPU ran on one thread (1.7 ms of the ~14 ms cnn_fashion step, profiled on Zen 5); this backward is
-    one elementwise select. The whole step: 14.1 ms against 14.8 (medians of ten fresh processes each,
-    alternating; benchmarks/cpu_devices.py --child cnn_fashion 1 --steps 40).
+    XLA:CPU ran on one thread (1.7 ms of the ~14 ms cnn_fashion step, profiled on Zen 5). Ties are common:
+    a convolution over the images' flat background gives equal outputs.
     """
     return _pooled(x_BHWC)
 
@@ -46,9 +44,11 @@ def _max_pool_forward(x_BHWC: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ja
 
 def _max_pool_backward(residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array]:
     x_BHWC, pooled = residuals
-    windows = _windows(x_BHWC)
-    at_max = windows == pooled[:, :, None, :, None]
-    dx_windows = jnp.where(at_max, g[:, :, None, :, None], 0).astype(x_BHWC.dtype)
+    at_max = _windows(x_BHWC) == pooled[:, :, None, :, None]
+    # the ties counted as a sum of the four window positions, which XLA fuses into this elementwise pass,
+    # where `.sum(axis=(2, 4))` would be a separate reduction
+    ties = sum(at_max[:, :, i, :, j].astype(g.dtype) for i in (0, 1) for j in (0, 1))
+    dx_windows = jnp.where(at_max, (g / ties)[:, :, None, :, None], 0).astype(x_BHWC.dtype)
     B, H, W, C = x_BHWC.shape
     dx = dx_windows.reshape(B, H // 2 * 2, W // 2 * 2, C)
     return (jnp.pad(dx, ((0, 0), (0, H % 2), (0, W % 2), (0, 0))),)
