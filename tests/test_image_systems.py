@@ -106,6 +106,14 @@ def test_unet_shapes_and_count():
     assert count == encoder + decoder + (16 * 11 + 11) == 482_619
 
 
+def test_unet_up_convolutions_keep_the_names_of_the_transposed_convolutions_they_replaced():
+    variables = jax.eval_shape(
+        lambda: convnets.UNet(11, (4, 8, 16)).init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 1)))
+    )
+    up = {name: layer["kernel"].shape for name, layer in variables["params"].items() if "Transpose" in name}
+    assert up == {"ConvTranspose_0": (2, 2, 16, 8), "ConvTranspose_1": (2, 2, 8, 4)}
+
+
 def _fixed_batch(system):
     return next(iter(system.train_dataset()))
 
@@ -436,21 +444,34 @@ def test_max_pool_gradient_is_jnp_max_gradient_ties_included():
     np.testing.assert_array_equal(gradient.reshape(2, 2), [[1.0, 1.0], [0.0, 0.0]])
 
 
-def test_phase_transposed_conv_equals_linen_transposed_conv():
-    x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 6, 3))
-    linen = nn.ConvTranspose(4, (4, 4), strides=(2, 2), use_bias=False)
+def _assert_same_layer(ours, linen, x, random_bias=False):
+    """`ours` has `linen`'s parameter shapes and computes its outputs and gradients (parameters and input)."""
     variables = linen.init(jax.random.PRNGKey(1), x)
-    phases = convnets.ConvTranspose4x4Stride2(4)
-    shapes = jax.tree.map(jnp.shape, phases.init(jax.random.PRNGKey(1), x))
-    assert shapes == jax.tree.map(jnp.shape, variables)
+    assert jax.tree.map(jnp.shape, ours.init(jax.random.PRNGKey(1), x)) == jax.tree.map(jnp.shape, variables)
+    if random_bias:  # zero at init, which would hide a misplaced bias
+        bias = variables["params"]["bias"]
+        variables["params"]["bias"] = jax.random.normal(jax.random.PRNGKey(2), bias.shape)
 
     def loss(module, variables, x):
         return jnp.sum(jnp.sin(module.apply(variables, x)))
 
-    np.testing.assert_allclose(phases.apply(variables, x), linen.apply(variables, x), atol=1e-5)
-    grads_phases = jax.grad(loss, argnums=(1, 2))(phases, variables, x)
+    np.testing.assert_allclose(ours.apply(variables, x), linen.apply(variables, x), atol=1e-5)
+    grads_ours = jax.grad(loss, argnums=(1, 2))(ours, variables, x)
     grads_linen = jax.grad(loss, argnums=(1, 2))(linen, variables, x)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4), grads_phases, grads_linen)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4), grads_ours, grads_linen)
+
+
+def test_phase_transposed_conv_equals_linen_transposed_conv():
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 6, 3))
+    linen = nn.ConvTranspose(4, (4, 4), strides=(2, 2), use_bias=False)
+    _assert_same_layer(convnets.ConvTranspose4x4Stride2(4), linen, x)
+
+
+def test_up_convolution_equals_linen_transposed_convolution():
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 6, 3))
+    _assert_same_layer(
+        convnets.UpConv2x2(4), nn.ConvTranspose(4, (2, 2), strides=(2, 2)), x, random_bias=True
+    )
 
 
 @pytest.mark.parametrize("train", [True, False])
