@@ -1,4 +1,5 @@
-"""README's result tables and `aigc-jax list`'s status strings against the result files they quote.
+"""README's result tables, experiments/RESULTS.md and `aigc-jax list`'s status strings against the result
+files they quote.
 
 The rule. Every row of a README table that links a result file (`experiments/results/*.json` or
 `benchmarks/results/*.json`) has a headline figure: the numbers in the first bold span (`**...**`) of its
@@ -14,6 +15,10 @@ Every other bold number in a `result` cell must likewise match the metrics of on
 links (e.g. the cnn row's seed figure, in cnn_fashion__seed.json). A figure computed from several files (a
 ratio, a mean over seeds) is listed in `DERIVED` with its formula, and checked by it rather than skipped,
 the headline too.
+
+experiments/RESULTS.md, the history behind each row: every bold number in one of its list items must match
+the metrics of a file that item links (links are relative to experiments/), or a `DERIVED` formula of its
+section, whose heading names the system as the row's first cell does (`cnn_fashion` in backticks).
 
 `aigc-jax list`: each `;`-separated part of a status string that holds a number starts with `LABEL:`, whose
 last word is the preset ("cpu", "h200 full", "cpu oracle"); every free-standing number in the part must
@@ -34,8 +39,9 @@ from aigc_jax import systems
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+HISTORY = ROOT / "experiments" / "RESULTS.md"
 
-_LINK = re.compile(r"\]\(((?:experiments|benchmarks)/results/[^)\s]+\.json)\)")
+_LINK = re.compile(r"\]\(((?:experiments/|benchmarks/)?results/[^)\s]+\.json)\)")
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 # a figure as README writes it: optional thousands separators, decimals, then an optional × or %
 _FIGURE = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?\s?([×x%])?(?![\w.])")
@@ -45,6 +51,20 @@ _STATUS_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)([\w-]*)")
 
 def _metrics(name: str) -> dict:
     return json.loads((ROOT / name).read_text())["metrics"]
+
+
+def _linked_files(document: pathlib.Path, text: str) -> list[pathlib.Path]:
+    """The result files `text` links, in order, each once, resolved from `document`'s folder."""
+    return [(document.parent / link).resolve() for link in dict.fromkeys(_LINK.findall(text))]
+
+
+def _file_values(where: str, path: pathlib.Path) -> list[float]:
+    assert path.exists(), f"{where}: {path.relative_to(ROOT)} does not exist"
+    return list(_numbers(json.loads(path.read_text())["metrics"]))
+
+
+def _linked_values(where: str, document: pathlib.Path, text: str) -> list[float]:
+    return [v for path in _linked_files(document, text) for v in _file_values(where, path)]
 
 
 # Bold figures computed from two result files: (row's system or benchmark cell prefix, figure as written)
@@ -199,11 +219,9 @@ def test_readme_has_result_tables():
 @pytest.mark.parametrize("row", ROWS, ids=_row_id)
 def test_headline_figure_matches_its_result_file(row):
     number, cells, _ = row
-    links = _LINK.findall(list(cells.values())[-1])
+    links = _linked_files(README, list(cells.values())[-1])
     assert links, f"README.md:{number}: the last column links no result file"
-    path = ROOT / links[0]
-    assert path.exists(), f"README.md:{number}: {links[0]} does not exist"
-    values = list(_numbers(json.loads(path.read_text())["metrics"]))
+    values = _file_values(f"README.md:{number}", links[0])
     headline = next((b for b in _BOLD.findall(cells["result"]) if _figures(b)), None)
     assert headline is not None, f"README.md:{number}: no bold figure in the result column"
     for written, figure, decimals, percent in _figures(headline):
@@ -212,35 +230,73 @@ def test_headline_figure_matches_its_result_file(row):
             assert _matches(derived(), figure, decimals, percent), f"README.md:{number}: {written!r}"
             continue
         assert _matching_any(values, figure, decimals, percent), (
-            f"README.md:{number}: headline {written!r} matches no metric of {links[0]} at {decimals} decimals"
+            f"README.md:{number}: headline {written!r} matches no metric of {links[0].name} "
+            f"at {decimals} decimals"
         )
+
+
+def _assert_bold_figures_match(where: str, first_cell: str, text: str, values: list[float]) -> None:
+    for bold in _BOLD.findall(text):
+        for written, figure, decimals, percent in _figures(bold):
+            derived = _derived(first_cell, written)
+            if derived is not None:
+                assert _matches(derived(), figure, decimals, percent), f"{where}: {written!r}"
+                continue
+            assert _matching_any(values, figure, decimals, percent), (
+                f"{where}: bold {written!r} matches no metric of the files linked there"
+            )
 
 
 @pytest.mark.parametrize("row", ROWS, ids=_row_id)
 def test_every_bold_figure_matches_a_linked_result_file(row):
     number, cells, line = row
-    first_cell = next(iter(cells.values()))
-    values = []
-    for link in dict.fromkeys(_LINK.findall(line)):
-        assert (ROOT / link).exists(), f"README.md:{number}: {link} does not exist"
-        values += list(_numbers(json.loads((ROOT / link).read_text())["metrics"]))
-    for bold in _BOLD.findall(cells["result"]):
-        for written, figure, decimals, percent in _figures(bold):
-            derived = _derived(first_cell, written)
-            if derived is not None:
-                assert _matches(derived(), figure, decimals, percent), f"README.md:{number}: {written!r}"
-                continue
-            assert _matching_any(values, figure, decimals, percent), (
-                f"README.md:{number}: bold {written!r} matches no metric of the files this row links"
-            )
+    where = f"README.md:{number}"
+    values = _linked_values(where, README, line)
+    _assert_bold_figures_match(where, next(iter(cells.values())), cells["result"], values)
 
 
-def test_derived_figures_are_in_readme():
-    text = README.read_text()
+def _history_items() -> list[tuple[int, str, str]]:
+    """(line number, section heading, text) of each list item in experiments/RESULTS.md: a `- ` line and
+    the indented lines that continue it."""
+    items: list[list] = []
+    heading, in_item = "", False
+    for number, line in enumerate(HISTORY.read_text().splitlines(), start=1):
+        if line.startswith("## "):
+            heading, in_item = line[3:].strip(), False
+        elif line.startswith("- "):
+            items.append([number, heading, line[2:]])
+            in_item = True
+        elif in_item and line.startswith("  "):
+            items[-1][2] += " " + line.strip()
+        else:
+            in_item = False
+    return [(number, heading, text) for number, heading, text in items]
+
+
+HISTORY_ITEMS = [item for item in _history_items() if _LINK.search(item[2]) or _BOLD.search(item[2])]
+
+
+def test_results_history_has_items_for_the_systems():
+    headings = {heading for _, heading, _ in HISTORY_ITEMS}
+    assert {"`cnn_fashion`", "`dcgan_fashion`", "`unet_fashion_scenes`"} <= headings, headings
+
+
+@pytest.mark.parametrize("item", HISTORY_ITEMS, ids=lambda item: f"line{item[0]}:{item[1]}")
+def test_every_bold_figure_of_the_results_history_matches_a_file_its_item_links(item):
+    number, heading, text = item
+    where = f"experiments/RESULTS.md:{number}"
+    values = _linked_values(where, HISTORY, text)
+    if _BOLD.search(text) and not values:
+        pytest.fail(f"{where}: bold figures but no linked result file")
+    _assert_bold_figures_match(where, heading, text, values)
+
+
+def test_derived_figures_are_shown():
+    lines = README.read_text().splitlines()
     for prefix, written in DERIVED:
-        assert any(
-            line.startswith(f"| {prefix}") and f"**{written}**" in line for line in text.splitlines()
-        ), f"DERIVED lists {written!r} for {prefix}, which README no longer shows"
+        in_readme = any(line.startswith(f"| {prefix}") and f"**{written}**" in line for line in lines)
+        in_history = any(h.startswith(prefix) and f"**{written}**" in text for _, h, text in HISTORY_ITEMS)
+        assert in_readme or in_history, f"DERIVED lists {written!r} for {prefix}, which no document shows"
 
 
 @pytest.mark.parametrize("spec", systems.REGISTRY.values(), ids=lambda s: s.name)
