@@ -12,37 +12,12 @@ Both start from scratch: the recipe refuses a workdir that already holds a run (
 `--tag NAME`), since resuming would add another 600 s to a finished run.
 On an accelerator, `--preset full` (DCGAN width 128) with the same `--config.train.max_train_seconds=S`
 for both (and a `--config.train.num_steps` too large to reach) compares them for equal wall time too.
-Recorded on an AMD EPYC of family 26 (Zen 5, 2 cores), each pair scored by a classifier trained there (`python
-experiments/cnn_fashion.py --preset cpu --tag TAG`, then `--tag TAG --classifier-workdir
-workdirs/experiments/cnn_fashion__cpu_TAG`). With the DCGAN's two 3×3 blocks at 7×7 in each network (since
-3c8392e): `zen5_quarter_convs` (classifier of `zen5_threaded_convs`, 1,375 s wall, at 3c8392e), DCGAN fd 8.8
-after 18,570 steps against the MLP GAN's 105.7 after 49,808 (0.083x): met; its second seed,
-`zen5_quarter_convs_seed1 --config.train.seed=1` (1,369 s wall), 8.7 after 17,701 against 120.6 after 46,397
-(0.072x): met. Before the blocks: `zen5_xla_convs` (1,377 s wall, at e3b4214), DCGAN fd 54.4 after
-35,017 steps against the MLP GAN's 127.4 after 49,154 (0.427x): met; a second seed, `zen5_xla_convs_seed1
---config.train.seed=1` with the same classifier (1,388 s wall, at b778cbf): 55.3 after 34,504 against 124.0
-after 50,357 (0.446x): met; `zen5` (at 7ce2f80, the DCGAN's phase convolutions then matrix products of
-patches, slower and since reverted), 58.0 after 30,701 against 110.3 after 50,323 (0.526x): missed;
-`zen5_threaded_convs` (at 8e45042, convolutions on XLA's threads, aigc_jax/host.py; 1,370 s wall), 57.5 after
-40,197 against 111.0 after 49,128 (0.518x): missed; its second seed, `zen5_threaded_convs_seed1
---config.train.seed=1` (at bd78fee, 1,365 s wall), 55.9 after 36,760 against 114.0 after 49,597 (0.490x): met.
-The DCGAN's fd stayed at 54-58 in all five; where the MLP GAN's swinging fd stopped decided the ratio. On the
-earlier AMD EPYC: `cpu` (2 cores, 1,435 s wall, at fb891be: the DCGAN at Adam 2e-3, evaluated as the moving
-average of its generator), DCGAN fd 81.0 after 16,888 steps against the MLP GAN's 157.2 after 27,357 (0.515x):
-missed by 0.015. `--tag seed1 --config.train.seed=1` (1,457 s wall, at 5eeb303, in a slower spell of the
-machine: ~15% fewer steps for both): 84.9 after 14,101 steps against 149.5 after 24,096 (0.567x). Before the
-average, at 5041591: 83.8 against 164.6 (0.509x); at 2e-4, on the Xeon and scored by another classifier: 106.1
-against 98.6 (1.08x). `full` on one H200 (experiments/run_accelerator.sh's gans job, beside a U-Net that ended
-before the DCGAN did, which favours the DCGAN somewhat), 190 s each, at 2d68449 with the DCGAN's generator
-average: 56.5 after 41,298 steps against 120.7 after 60,745 (0.468x), met in that one run; the first such
-pair, 170 s each, no average, scored by another classifier: 48.2 against 95.0 (0.508x). `--tag 30min
---config.train.max_train_seconds=1800` (30 minutes each, the budget of the other cpu targets; AMD EPYC, 2
-cores, 4,037 s wall, at 4212095, the presets above): 58.4 after 47,901 steps against 114.0 after 79,958
-(0.512x) — missed by 0.012: both improved by about the same fraction in the extra 20 minutes (81.0 → 58.4,
-157.2 → 114.0). The MLP GAN's fd swings from step to step (it has no average): its trajectory is the same in
-every run of its seed, and the first 30-minute run (the DCGAN then at 2e-4: 111.2, 0.81x) stopped it at step
-78,771 with validation fd 139.4 against 116.5 at 79,958 here. (The same classifier scored these and the
-10-minute cpu pairs; the Xeon pair's fd values compare only with each other.)
+Recorded on an AMD EPYC of family 26 (Zen 5, 2 cores), each pair scored by a classifier trained there
+(`python experiments/cnn_fashion.py --preset cpu --tag TAG`, then `--tag TAG --classifier-workdir
+workdirs/experiments/cnn_fashion__cpu_TAG`): with the DCGAN's two 3×3 blocks at 7×7 in each network (since
+3c8392e), `zen5_quarter_convs` gave DCGAN fd 8.8 after 18,570 steps against the MLP GAN's 105.7 after
+49,808 (0.083x), and its second seed 8.7 against 120.6 (0.072x): met. Every pair before, with its command,
+commit, machine and time: experiments/RESULTS.md.
 
 Data: the embedded `fashion_mnist` train split (55,000 images) for training, whose periodic evaluations
 read the 5,000 validation images; the 10,000 test images are read once, after training, for the reported
