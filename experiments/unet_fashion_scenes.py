@@ -98,9 +98,10 @@ def main() -> None:
         target={"mean_iou_at_least": 0.85},
         steps=fit.steps,
     )
+    scores = record["metrics"]
     print(
-        f"mean_iou {record['metrics']['mean_iou']:.4f}, "
-        f"pixel_accuracy {record['metrics']['pixel_accuracy']:.4f}"
+        f"test mean_iou {scores['mean_iou']:.4f}, pixel_accuracy {scores['pixel_accuracy']:.4f} "
+        f"(validation mean_iou {scores['validation_mean_iou']:.4f}) after {fit.steps} steps"
     )
 
 
