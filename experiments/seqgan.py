@@ -54,15 +54,9 @@ BLEU-4 SeqGAN 0.254, MLE 0.228 (real lines 0.284), but self-BLEU-4 0.188 / 0.140
 sharpening. Both re-runs reproduced the older runs' random, pre-trained and MLE figures to the last digit (so
 the refactors since were, as meant, behaviour-preserving).
 
-Recorded before `pg.separate_optimizer` (the policy-gradient steps then shared pre-training's Adam state,
-whose large second moments shrink their steps; result files `*_shared_pg_optimizer.json`): `oracle` — SeqGAN
-9.059 vs MLE 8.958, missed by 0.101 (discriminator near chance after 300 + 200 steps). `full` on one H200 —
-random 11.131, pre-trained 8.916, MLE 8.945, SeqGAN 8.923 (with the discriminator at Adam 1e-3: 8.939 /
-8.923): met, but the discriminator memorised the 10,000 real training sequences (training loss 0.005; it
-called 99% of the held-out real ones generated), its rewards averaged 0.004 (rescaled the same way), and the
-generator barely moved (8.916 → 8.923) while the MLE baseline went on over-fitting (validation NLL 9.09 →
-9.14, oracle NLL 8.916 → 8.945): early stopping, not a better generator. Shakespeare — BLEU-4 SeqGAN 0.245,
-MLE 0.228 (real lines 0.284), self-BLEU-4 0.171 / 0.140 (real 0.154).
+Earlier runs, when the policy-gradient steps shared pre-training's Adam state (`*_shared_pg_optimizer.json`;
+the `full` preset on an H200 among them, where the discriminator memorised the real set), with their commands
+and what they showed: experiments/RESULTS.md.
 
 Why the CPU discriminator did not learn: experiments/seqgan_discriminator.py trains it alone from
 the pre-trained generator at Adam 1e-4, 1e-3 and 1e-2 (and against the untrained generator) and records

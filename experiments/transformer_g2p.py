@@ -22,13 +22,8 @@ Recorded (`full` on one H200, `--config.train.num_steps=20000`, 298 s of trainin
 transformer_g2p__full.json): test WER 0.2400 and PER 0.0579 with beam 4 (greedy 0.242 / 0.059), target met.
 Recorded (`cpu`, transformer_g2p__cpu.json, the 2 cores as 2 data-parallel devices, `mesh.cpu_devices = 2`;
 AMD EPYC, 4,066 s of training, 4,276 s wall): test WER 0.2547 and PER 0.0614 with beam 4 (greedy 0.258 /
-0.062; validation beam 0.256 / 0.063): PER met, WER missed by 0.005. The one-device run before it (Xeon,
-6,575 s of training; the file in git at 32564c5) gave 0.2538 / 0.0605 — the same training to float rounding
-(transformer_g2p__cpu_devices_check.json: 400 steps each way), so the two differ by run-to-run noise.
-Shorter schedules, recorded before the preset became 14,000 steps: 5,000 steps (a 34-minute cap stopped
-the run at 4,900, ~11 epochs, 2,055 s) reached test WER 0.304 and PER 0.074 with beam 4 (greedy 0.306 /
-0.075; transformer_g2p__cpu_5000_steps.json), and 2,000 steps 0.367 / 0.092
-(transformer_g2p__cpu_2000_steps.json); validation WER was still falling steeply at the end of both.
+0.062; validation beam 0.256 / 0.063): PER met, WER missed by 0.005. The runs before it (one device;
+shorter schedules), with commands and times: experiments/RESULTS.md.
 
 Writes experiments/results/transformer_g2p__<preset>.json. Extra `--config.KEY=VALUE` arguments override
 the preset and are recorded in the command.
