@@ -114,6 +114,24 @@ def test_unet_up_convolutions_keep_the_names_of_the_transposed_convolutions_they
     assert up == {"ConvTranspose_0": (2, 2, 16, 8), "ConvTranspose_1": (2, 2, 8, 4)}
 
 
+def test_unet_level_logits_add_deeper_levels_scores_to_the_same_network():
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 16, 16, 1))
+    plain = convnets.UNet(11, (4, 8, 16, 32))
+    with_levels = plain.clone(level_logits=True)
+    variables = with_levels.init(jax.random.PRNGKey(0), x)
+    added = {name: layer["kernel"].shape for name, layer in variables["params"].items() if "Logits" in name}
+    assert added == {"Logits_down4": (1, 1, 16, 11), "Logits_down2": (1, 1, 8, 11)}
+    # the other parameters keep their names: a plain net reads them, and with the added scores zeroed
+    # the two nets agree
+    shared = {**variables, "params": {k: v for k, v in variables["params"].items() if k not in added}}
+    zeroed_params = {
+        k: jax.tree.map(jnp.zeros_like, v) if k in added else v for k, v in variables["params"].items()
+    }
+    zeroed = {**variables, "params": zeroed_params}
+    np.testing.assert_allclose(with_levels.apply(zeroed, x), plain.apply(shared, x), atol=1e-6)
+    assert not np.allclose(with_levels.apply(variables, x), plain.apply(shared, x), atol=1e-3)
+
+
 def _fixed_batch(system):
     return next(iter(system.train_dataset()))
 

@@ -274,10 +274,17 @@ class UNet(nn.Module):
     """U-Net (Ronneberger et al., 2015) for per-pixel classification: each encoder level is two 3×3
     conv → BN → ReLU blocks then a 2×2 max-pool; each decoder level upsamples with a 2×2 transposed
     conv (`UpConv2x2`), concatenates the encoder's skip features and applies two blocks; a 1×1 conv gives
-    logits. Spatial sizes must divide by 2 ** (levels - 1)."""
+    logits. Spatial sizes must divide by 2 ** (levels - 1).
+
+    With `level_logits`, every decoder level below the top also gives logits (a 1×1 conv of its
+    features), resized bilinearly to the input's size and added to the top level's, as FCN-8s adds its
+    pool-3 and pool-4 scores (Long et al., 2015). Why: a narrow net's top level has fewer channels than
+    there are classes (8 for 11 in the cpu preset), so its 1×1 conv alone must read each pixel's class
+    from a bottleneck; the deeper levels' wider features carry the item's class to the logits directly."""
 
     num_classes: int
     level_features: Sequence[int] = (16, 32, 64, 128)
+    level_logits: bool = False
 
     @nn.compact
     def __call__(self, x_BHWC: jax.Array, train: bool = False) -> jax.Array:
@@ -293,10 +300,17 @@ class UNet(nn.Module):
             skips.append(x)
             x = max_pool_2x2(x)
         x = block(x, self.level_features[-1])
+        coarse_logits = []
         for level, (features, skip) in enumerate(
             zip(reversed(self.level_features[:-1]), reversed(skips), strict=True)
         ):
+            if self.level_logits and level > 0:
+                downscale = 2 ** (len(self.level_features) - 1 - level)
+                coarse_logits.append(nn.Conv(self.num_classes, (1, 1), name=f"Logits_down{downscale}")(x))
             # named as the nn.ConvTranspose it replaced, so earlier checkpoints still load
             x = UpConv2x2(features, name=f"ConvTranspose_{level}")(x)
             x = block(jnp.concatenate([x, skip], axis=-1), features)
-        return nn.Conv(self.num_classes, (1, 1))(x)
+        logits = nn.Conv(self.num_classes, (1, 1))(x)
+        for coarse in coarse_logits:
+            logits += jax.image.resize(coarse, logits.shape, "bilinear")
+        return logits

@@ -48,7 +48,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     # Five levels (64 → 4 pixels): cheap narrow convolutions at full resolution, where a CPU spends most
     # time, and wide ones deep down, where each feature sees whole items (0.38 s per step of 32 on 2
     # cores, against 0.94 s for (16, 32, 64, 128)).
-    config.model = ml_collections.ConfigDict({"level_features": (8, 16, 32, 64, 128)})
+    config.model = ml_collections.ConfigDict({"level_features": (8, 16, 32, 64, 128), "level_logits": False})
     config.augment = ml_collections.ConfigDict({"crop_padding": 0, "flip": True})
     # test-time augmentation for evaluation and `sample`: each pixel's class probabilities are averaged
     # over the scene and its mirror image (mirrored back). Chosen on validation: +0.013 mean IoU for the
@@ -122,7 +122,11 @@ class UnetFashionScenes(images.ImageDataMethods):
         self.data = images.ImageSplits(
             c.data, c.train.batch_size, c.train.seed, in_memory.Augment(**c.augment), target="mask"
         )
-        self.model = UNet(self.data.num_classes, tuple(self.config.model.level_features))
+        self.model = UNet(
+            self.data.num_classes,
+            tuple(c.model.level_features),
+            level_logits=c.model.get("level_logits", False),  # absent in older workdirs
+        )
         self.tx, self.schedule = optim.make_optimizer(self.config.optim, self.config.train.num_steps)
         jaccard_loss = c.train.get("jaccard_loss", "soft")  # absent in older workdirs
         if jaccard_loss not in JACCARD_LOSSES:
