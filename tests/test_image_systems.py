@@ -240,8 +240,11 @@ def test_sharded_step_equals_single_device_step_with_batch_norm(tmp_path, module
         host(sharded.model_state),
         host(single.model_state),
     )
+    # Adam divides each gradient by its own root mean square, so rounding in a near-zero gradient (summed in
+    # another order over 8 shards) moves that parameter by a few hundredths of the update (lr 1e-2); a
+    # sharding error would move whole updates
     jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4), host(sharded.params), host(single.params)
+        lambda a, b: np.testing.assert_allclose(a, b, atol=5e-4), host(sharded.params), host(single.params)
     )
 
 

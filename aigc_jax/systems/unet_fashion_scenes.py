@@ -48,7 +48,12 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     # Five levels (64 → 4 pixels): cheap narrow convolutions at full resolution, where a CPU spends most
     # time, and wide ones deep down, where each feature sees whole items (0.38 s per step of 32 on 2
     # cores, against 0.94 s for (16, 32, 64, 128)).
-    config.model = ml_collections.ConfigDict({"level_features": (8, 16, 32, 64, 128), "level_logits": False})
+    config.model = ml_collections.ConfigDict({"level_features": (8, 16, 32, 64, 128)})
+    # true: every decoder level adds its own class scores to the logits (UNet.level_logits), so the top
+    # level's 8 channels are no bottleneck for 11 classes. On 3,000 fresh-scene steps of the cpu net it
+    # raised validation mean IoU in both seeds (0.6555 -> 0.6729, 0.6423 -> 0.6718), and its training loss
+    # fell even faster than the full net's (mean of the first 500 steps: 0.78, full net 1.29, without 2.05).
+    config.model.level_logits = True
     config.augment = ml_collections.ConfigDict({"crop_padding": 0, "flip": True})
     # test-time augmentation for evaluation and `sample`: each pixel's class probabilities are averaged
     # over the scene and its mirror image (mirrored back). Chosen on validation: +0.013 mean IoU for the
@@ -66,7 +71,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     config.optim.update(learning_rate=3e-3, warmup_steps=200, b2=0.999, weight_decay=0.01, grad_clip_norm=0.0)
 
     if preset == "smoke":
-        config.model.level_features = (4, 8)
+        config.model.level_features = (4, 8, 16)  # three levels: one adds its scores
         config.train.update(
             num_steps=10, batch_size=16, log_every=5, eval_every=5, eval_batches=2, checkpoint_every=5
         )
@@ -76,6 +81,9 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         config.train.update(num_steps=3000, log_every=100, eval_every=1000, checkpoint_every=1000)
     elif preset == "full":
         config.model.level_features = (32, 64, 128, 256, 512)
+        # off: its top level has 32 channels, its training loss fell fast without the added scores, and
+        # its recorded runs (on an accelerator) were without them
+        config.model.level_logits = False
         # Fresh scenes let it train past the stored scenes' over-fitting (from ~12,000 steps): on one H200,
         # 45,000 steps ended at validation mean IoU 0.843 against 0.802 after 30,000 on stored scenes
         # (experiments/results/unet_fashion_scenes__full_fresh_scenes_45000_steps.json, _full_30000_steps).
