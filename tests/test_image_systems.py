@@ -224,10 +224,17 @@ def test_gan_generator_moves_toward_one_batch(tmp_path, module):
 
 
 @pytest.mark.parametrize(
-    "module", [cnn_fashion, dcgan_fashion, unet_fashion_scenes], ids=["cnn", "dcgan", "unet"]
+    ("module", "overrides"),
+    [
+        (cnn_fashion, {}),
+        (dcgan_fashion, {}),
+        # three levels, so that the level logits (the preset's two levels have none) run sharded too
+        (unet_fashion_scenes, {"model.level_features": "(4, 8, 16)"}),
+    ],
+    ids=["cnn", "dcgan", "unet"],
 )
-def test_sharded_step_equals_single_device_step_with_batch_norm(tmp_path, module):
-    system = _smoke(module, tmp_path)
+def test_sharded_step_equals_single_device_step_with_batch_norm(tmp_path, module, overrides):
+    system = _smoke(module, tmp_path, **overrides)
     batches = iter(system.train_dataset())
     batch = next(batches)
     single, single_history = run_steps(system, single_device_mesh(), 2, batch)

@@ -71,7 +71,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     config.optim.update(learning_rate=3e-3, warmup_steps=200, b2=0.999, weight_decay=0.01, grad_clip_norm=0.0)
 
     if preset == "smoke":
-        config.model.level_features = (4, 8, 16)  # three levels: one adds its scores
+        config.model.level_features = (4, 8)  # two levels: the level logits need three
         config.train.update(
             num_steps=10, batch_size=16, log_every=5, eval_every=5, eval_batches=2, checkpoint_every=5
         )
