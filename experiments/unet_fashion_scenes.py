@@ -22,10 +22,11 @@ is as hard as Fashion-MNIST classification (~94% for good CNNs), so IoU of the s
 (shirt, T-shirt, pullover, coat) bounds the mean.
 
 Recorded: `full` on one H200 (45,000 steps of fresh scenes, 314 s of training), test mean_iou 0.841,
-missed by 0.009. On 2 CPU cores (Zen 5), the cpu net trained ten times as long on fresh scenes (`--preset
-cpu --tag fresh_scenes_30000_steps --config.data.fresh_train_scenes=true --config.train.num_steps=30000`,
-5,602 s of training; before the level logits) reached 0.745 (validation 0.738), the cpu preset itself
-(3,000 steps, with level logits) 0.673. Every run, with its command, commit, machine and time:
+missed by 0.009. On 2 CPU cores (Zen 5), the best: levels (8, 16, 64, 256, 512) with level logits for
+10,000 steps of fresh scenes (`--preset cpu --tag fresh_scenes_deep_wide_10000_steps
+--config.data.fresh_train_scenes=true --config.model.level_features="(8,16,64,256,512)"
+--config.train.num_steps=10000`, 3,926 s of training) reached 0.756 (validation 0.752); the cpu preset
+itself (3,000 steps) 0.673. Every run, with its command, commit, machine and time:
 experiments/RESULTS.md.
 
 Writes experiments/results/unet_fashion_scenes__<preset>.json; extra `--config.KEY=VALUE` arguments
